@@ -1,0 +1,1 @@
+//! The Docker Engine API: routes, JSON types, streams, hijack; and the HTTP client.

@@ -1,0 +1,1 @@
+//! Images: content store, docker-save and OCI layouts, layers.

@@ -1,0 +1,3 @@
+//! Containers: spec, namespaces, mounts, cgroups, capabilities, seccomp, the shim, exec.
+
+pub mod shim;

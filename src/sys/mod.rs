@@ -1,0 +1,1 @@
+//! The one seam to the kernel for mounts, namespaces and cgroups.
