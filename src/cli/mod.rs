@@ -1,5 +1,6 @@
 //! Client verbs: parse docker-shaped arguments, call the daemon's Docker Engine API, print.
 
+pub mod format;
 pub mod template;
 
 /// Run a client verb; `args` excludes the program name. Returns the process exit code.
