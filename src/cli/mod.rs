@@ -2,6 +2,7 @@
 
 pub mod format;
 pub mod template;
+pub mod values;
 
 /// Run a client verb; `args` excludes the program name. Returns the process exit code.
 pub fn main(args: &[String]) -> i32 {
