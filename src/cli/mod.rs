@@ -1,5 +1,6 @@
 //! Client verbs: parse docker-shaped arguments, call the daemon's Docker Engine API, print.
 
+pub mod args;
 pub mod format;
 pub mod template;
 pub mod values;
