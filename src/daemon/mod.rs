@@ -68,7 +68,7 @@ fn run(args: DaemonArgs) -> Result<(), String> {
     let signals = block_signals();
     let config = EngineConfig { root: args.root.clone(), cgroup_parent: args.cgroup_parent.clone() };
     let engine = Engine::open(config).map_err(|e| format!("opening state in {}: {e}", args.root.display()))?;
-    let listener = crate::api::bind(&args.socket)?;
+    let listener = crate::api::bind(&args.socket).map_err(|e| e.to_string())?;
     engine.recover();
     let socket = args.socket.clone();
     std::thread::Builder::new()

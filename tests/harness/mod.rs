@@ -20,36 +20,14 @@ pub struct Lab {
     daemon: Option<Child>,
 }
 
-/// A rootfs tar of busybox (applet symlinks, /etc/passwd and /etc/group with a test user),
-/// built once per test binary.
+/// A rootfs tar of busybox from tests/lab/busybox-image.sh, built once per test binary.
 pub fn busybox_tar() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        let base = std::env::temp_dir().join(format!("shoal-busybox-{}", std::process::id()));
-        let rootfs = base.join("rootfs");
-        let _ = std::fs::remove_dir_all(&base);
-        for d in ["bin", "etc", "tmp", "root", "home/app", "proc", "sys", "dev"] {
-            std::fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("busybox-static is needed (apt-get install busybox-static)");
-        let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            if applet != "busybox" {
-                let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
-            }
-        }
-        std::fs::write(
-            rootfs.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-        )
-        .unwrap();
-        std::fs::write(rootfs.join("etc/group"), "root:x:0:\napp:x:1000:\nextra:x:2000:app\nnogroup:x:65534:\n").unwrap();
-        let tar = base.join("busybox.tar");
-        let st = Command::new("tar")
-            .args(["-C", rootfs.to_str().unwrap(), "--numeric-owner", "-cf", tar.to_str().unwrap(), "."])
-            .status()
-            .unwrap();
-        assert!(st.success());
+        let tar = std::env::temp_dir().join(format!("shoal-busybox-{}.tar", std::process::id()));
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lab/busybox-image.sh");
+        let st = Command::new("sh").arg(script).arg(&tar).status().unwrap();
+        assert!(st.success(), "{script} failed");
         tar
     })
 }
