@@ -283,6 +283,11 @@ pub fn status_text(state: &serde_json::Value, now: f64) -> String {
 /// cell followed by a tab is padded to the widest such cell in its column plus 3, at least 10;
 /// the last cell of a line is printed as is.
 pub fn tabwrite(text: &str) -> String {
+    tabwrite_min(text, 10)
+}
+
+/// [`tabwrite`] with another minimum cell width (`top` uses 20).
+pub fn tabwrite_min(text: &str, min_width: usize) -> String {
     let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
     let mut widths: Vec<usize> = Vec::new();
     for cells in &lines {
@@ -299,7 +304,7 @@ pub fn tabwrite(text: &str) -> String {
         for (i, c) in cells.iter().enumerate() {
             out.push_str(c);
             if i < last {
-                let width = (widths[i] + 3).max(10);
+                let width = (widths[i] + 3).max(min_width);
                 out.push_str(&" ".repeat(width - c.chars().count()));
             }
         }

@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod format;
+pub mod tables;
 pub mod template;
 pub mod values;
 
