@@ -2,8 +2,10 @@
 
 pub mod args;
 pub mod format;
+pub mod session;
 pub mod tables;
 pub mod template;
+pub mod term;
 pub mod values;
 
 /// Run a client verb; `args` excludes the program name. Returns the process exit code.
