@@ -2,6 +2,7 @@
 //! socket, the routes, streaming endpoints; and the HTTP client shoal's CLI uses.
 
 pub mod client;
+pub mod detach;
 pub mod http;
 pub mod render;
 pub mod routes;

@@ -144,14 +144,22 @@ pub fn attach(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult
     };
     let want = (req.flag("stdout"), req.flag("stderr"));
     let stdin = req.flag("stdin");
+    let keys = super::detach::parse_keys(req.q("detachKeys").filter(|k| !k.is_empty()).unwrap_or("ctrl-p,ctrl-q"))
+        .map_err(ApiError::bad_request)?;
     let follower = Follower::at_end(&entry.dir);
     let (reader, mut writer) = req.hijack(if tty { RAW } else { MUX })?;
     if stdin {
         let entry = entry.clone();
+        let conn = writer.try_clone()?;
         let spawned = std::thread::Builder::new()
             .name("attach-stdin".into())
             .stack_size(64 * 1024)
-            .spawn(move || pump_stdin(&entry, reader));
+            .spawn(move || {
+                if pump_stdin(&entry, reader, keys) {
+                    // Detached: end the client's stream; the container keeps running.
+                    let _ = conn.shutdown(std::net::Shutdown::Both);
+                }
+            });
         if let Err(e) = spawned {
             log::warn!("attach: no stdin thread: {e}");
         }
@@ -166,34 +174,50 @@ pub fn attach(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult
 }
 
 /// Forward a client's input to the container's stdin once it runs; EOF closes stdin.
-fn pump_stdin(entry: &Entry, mut reader: BufReader<UnixStream>) {
+/// Returns true when the client typed the detach keys.
+fn pump_stdin(entry: &Entry, mut reader: BufReader<UnixStream>, keys: Vec<u8>) -> bool {
     // Wait for the container to be up (attach comes before start in `docker run -i`).
     let exits0 = entry.lock().exits;
     let up = entry.wait_until(Some(Duration::from_secs(3600)), |s| {
         s.rec.state.status.is_active() || s.removed || s.exits > exits0
     });
     if !up || !entry.lock().rec.state.status.is_active() {
-        return;
+        return false;
     }
     let mut att = match runtime::attach(&entry.dir) {
         Ok(a) => a,
         Err(e) => {
             log::warn!("attach stdin of {}: {e}", entry.id);
-            return;
+            return false;
         }
     };
+    let (tty, stdin_once) = {
+        let s = entry.lock();
+        (s.rec.config.tty, s.rec.config.stdin_once)
+    };
+    let mut scanner = super::detach::DetachScanner::new(keys);
     let mut buf = [0u8; 8192];
     loop {
         match reader.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if att.write_stdin(&buf[..n]).is_err() {
-                    return;
+                // Detach keys only mean something on a terminal, as in docker.
+                let (data, detached) = if tty { scanner.feed(&buf[..n]) } else { (buf[..n].to_vec(), false) };
+                if !data.is_empty() && att.write_stdin(&data).is_err() {
+                    return false;
+                }
+                if detached {
+                    return true;
                 }
             }
         }
     }
-    let _ = att.close_stdin();
+    // The client's input ended: close the container's stdin when it was opened for this
+    // client alone (`run -i`), as docker's StdinOnce does.
+    if stdin_once || !tty {
+        let _ = att.close_stdin();
+    }
+    false
 }
 
 pub fn resize_container(engine: &Arc<Engine>, id: &str, h: u16, w: u16) -> ApiResult<()> {
