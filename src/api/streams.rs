@@ -238,7 +238,7 @@ pub fn top(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult<()
     let titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"];
     let procs: Vec<Vec<String>> = rows
         .into_iter()
-        .map(|r| vec![r.uid, r.pid.to_string(), r.ppid.to_string(), r.c, r.stime, r.tty, r.time, r.cmd])
+        .map(|r| vec![r.uid, r.pid.to_string(), r.ppid.to_string(), r.c.to_string(), r.stime, r.tty, r.time, r.cmd])
         .collect();
     req.respond_json(200, &json!({ "Titles": titles, "Processes": procs }));
     Ok(())
@@ -379,16 +379,16 @@ pub fn exec_resize(req: &mut ApiRequest, id: &str) -> ApiResult<()> {
         let map = lock_execs();
         map.get(id).ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))?.pid
     };
-    if let Some(p) = procs().lock().unwrap_or_else(|p| p.into_inner()).get(&pid) {
-        let _ = p.resize(h, w);
+    if let Some(pty) = procs().lock().unwrap_or_else(|p| p.into_inner()).get(&pid) {
+        let _ = crate::sys::set_winsize(std::os::fd::AsRawFd::as_raw_fd(pty), h, w);
     }
     req.respond_empty(200);
     Ok(())
 }
 
-/// Resize handles of running exec processes, by pid.
-fn procs() -> &'static Mutex<HashMap<u32, runtime::ExecResizer>> {
-    static PROCS: OnceLock<Mutex<HashMap<u32, runtime::ExecResizer>>> = OnceLock::new();
+/// The pty masters of running exec processes, by pid, for resizing.
+fn procs() -> &'static Mutex<HashMap<u32, std::fs::File>> {
+    static PROCS: OnceLock<Mutex<HashMap<u32, std::fs::File>>> = OnceLock::new();
     PROCS.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -434,7 +434,8 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
         tty,
         open_stdin: config.attach_stdin && !start.detach,
         privileged: config.privileged,
-        console_size: config.console_size.as_ref().filter(|s| s.len() == 2).map(|s| (s[0], s[1])),
+        cap_add: Vec::new(),
+        cap_drop: Vec::new(),
     };
     let mut proc = match runtime::exec(&entry.dir, &spec) {
         Ok(p) => p,
@@ -443,13 +444,16 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
             return Err(ApiError::new(if e.code() == 125 { 500 } else { 400 }, e.to_string()));
         }
     };
-    let pid = proc.pid();
+    let pid = proc.pid;
     set_exec(id, |x| {
         x.running = true;
         x.pid = pid;
     });
-    if let Some(r) = proc.resizer() {
-        procs().lock().unwrap_or_else(|p| p.into_inner()).insert(pid, r);
+    if let Some(pty) = proc.pty.as_ref().and_then(|p| p.try_clone().ok()) {
+        if let Some((h, w)) = config.console_size.as_ref().filter(|s| s.len() == 2).map(|s| (s[0], s[1])) {
+            let _ = crate::sys::set_winsize(std::os::fd::AsRawFd::as_raw_fd(&pty), h, w);
+        }
+        procs().lock().unwrap_or_else(|p| p.into_inner()).insert(pid, pty);
     }
     let finish = |code: i32| {
         procs().lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);
@@ -477,13 +481,22 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
     let (mut reader, writer) = req.hijack(if tty { RAW } else { MUX })?;
     let writer = Arc::new(Mutex::new(writer));
     let mut pumps = Vec::new();
-    if let Some(mut stdin) = proc.take_stdin() {
+    let stdin = if tty { proc.pty.as_ref().filter(|_| spec.open_stdin).and_then(|p| p.try_clone().ok()) } else { proc.stdin.take() };
+    let outputs: Vec<(std::fs::File, Stream)> = if tty {
+        proc.pty.take().map(|p| (p, Stream::Stdout)).into_iter().collect()
+    } else {
+        [(proc.stdout.take(), Stream::Stdout), (proc.stderr.take(), Stream::Stderr)]
+            .into_iter()
+            .filter_map(|(f, s)| f.map(|f| (f, s)))
+            .collect()
+    };
+    if let Some(mut stdin) = stdin {
         // Not joined: a client that never closes its input must not hold the exec open.
         let _ = std::thread::Builder::new().name("exec-stdin".into()).stack_size(64 * 1024).spawn(move || {
             let _ = io::copy(&mut reader, &mut stdin);
         });
     }
-    for (out, stream) in proc.take_outputs() {
+    for (out, stream) in outputs {
         let writer = writer.clone();
         pumps.push(std::thread::Builder::new().name("exec-out".into()).stack_size(64 * 1024).spawn(move || {
             let mut out = out;

@@ -73,7 +73,8 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// Run in the cloned child: set up and exec, never returning.
 pub(crate) fn run(ctx: InitContext) -> ! {
     let err_fd = ctx.err_pipe.as_raw_fd();
-    let Failure(code, msg) = match setup_and_exec(ctx) {
+    // Borrowed, not moved: the error pipe must stay open until the failure is written.
+    let Failure(code, msg) = match setup_and_exec(&ctx) {
         Ok(never) => match never {},
         Err(f) => f,
     };
@@ -87,7 +88,7 @@ pub(crate) fn report_failure(fd: RawFd, code: i32, msg: &str) {
     unsafe { libc::write(fd, line.as_ptr() as *const libc::c_void, line.len()) };
 }
 
-fn setup_and_exec(c: InitContext) -> Result<std::convert::Infallible, Failure> {
+fn setup_and_exec(c: &InitContext) -> Result<std::convert::Infallible, Failure> {
     let spec = &c.spec;
     sys::umask(0);
     let _ = sys::setsid();
@@ -124,12 +125,11 @@ fn setup_and_exec(c: InitContext) -> Result<std::convert::Infallible, Failure> {
     )?;
     mount_rootfs(spec, &c.rootfs)?;
     mount_standard(spec, &c.rootfs)?;
-    // Host files to bind are opened now and mounted after pivot_root, so their targets are
-    // resolved inside the container (an image's symlinks cannot point a mount at the host).
-    let files = open_bind_sources(&spec.files)?;
+    // Host files are bound before pivot_root (a bind source must be reachable in this mount
+    // namespace), at targets resolved inside the rootfs so an image's symlinks cannot point
+    // a mount at the host.
+    bind_files(&spec.files, &c.rootfs)?;
     pivot_into(&c.rootfs)?;
-    bind_files(&spec.files, &files)?;
-    drop(files);
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = fs::read_to_string("/etc/group").unwrap_or_default();
     let id = user::resolve(&spec.user, &passwd, &group).map_err(Failure::other)?;
@@ -317,48 +317,26 @@ fn mount_standard(spec: &ContainerSpec, root: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-fn open_bind_sources(files: &[BindFile]) -> Result<Vec<fs::File>, Failure> {
-    use std::os::unix::fs::OpenOptionsExt;
-    files
-        .iter()
-        .map(|f| {
-            ctx(
-                fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_PATH)
-                    .open(&f.host),
-                || format!("opening {} to bind at {}", f.host.display(), f.container),
-            )
-        })
-        .collect()
-}
-
-fn bind_files(files: &[BindFile], sources: &[fs::File]) -> Result<(), Failure> {
-    for (f, src) in files.iter().zip(sources) {
-        let target = Path::new(&f.container);
-        if !target.is_absolute() {
-            return Err(Failure::other(format!(
-                "bind target {:?} is not absolute",
-                f.container
-            )));
+fn bind_files(files: &[BindFile], root: &Path) -> Result<(), Failure> {
+    for f in files {
+        if !f.container.starts_with('/') {
+            return Err(Failure::other(format!("bind target {:?} is not absolute", f.container)));
         }
+        let target = ctx(super::paths::resolve_in_root(root, &f.container), || {
+            format!("resolving {} in the rootfs", f.container)
+        })?;
         if let Some(parent) = target.parent() {
             mkdirs(parent)?;
         }
-        // A dangling symlink (e.g. resolv.conf -> ../run/...) is replaced by a plain file.
-        if fs::metadata(target).is_err() {
-            let _ = fs::remove_file(target);
-            ctx(fs::File::create(target), || {
-                format!("creating {}", target.display())
-            })?;
+        if fs::symlink_metadata(&target).is_err() {
+            ctx(fs::File::create(&target), || format!("creating {}", f.container))?;
         }
-        let source = PathBuf::from(format!("/proc/self/fd/{}", src.as_raw_fd()));
-        ctx(sys::bind(&source, target, false), || {
+        ctx(sys::bind(&f.host, &target, false), || {
             format!("binding {} at {}", f.host.display(), f.container)
         })?;
         if f.readonly {
             let flags = sys::MS_BIND | sys::MS_REMOUNT | sys::MS_RDONLY;
-            ctx(sys::mount(None, target, None, flags, None), || {
+            ctx(sys::mount(None, &target, None, flags, None), || {
                 format!("making {} read-only", f.container)
             })?;
         }
@@ -445,6 +423,14 @@ pub(crate) fn container_env(env: &[String], home: &str) -> Vec<String> {
 }
 
 /// Find `name` like execvp, in the PATH of `env`, classifying failures as Docker does.
+/// An OS error as Go (and so docker's CLI, which matches on it) spells it:
+/// "no such file or directory", without Rust's " (os error 2)".
+fn errno_text(e: &io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    text.to_lowercase()
+}
+
 pub(crate) fn find_program(name: &str, env: &[String]) -> Result<PathBuf, Failure> {
     if name.is_empty() {
         return Err(Failure(
@@ -455,7 +441,7 @@ pub(crate) fn find_program(name: &str, env: &[String]) -> Result<PathBuf, Failur
     if name.contains('/') {
         return match fs::metadata(name) {
             Ok(_) => Ok(PathBuf::from(name)),
-            Err(e) => Err(Failure(127, format!("exec: {name:?}: stat {name}: {e}"))),
+            Err(e) => Err(Failure(127, format!("exec: {name:?}: stat {name}: {}", errno_text(&e)))),
         };
     }
     let path = env
@@ -503,10 +489,10 @@ pub(crate) fn exec(
     let err = sys::execve(&path, &argv, &envp);
     let shown = program.display();
     Err(match err.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::ENOTDIR) => Failure(127, format!("exec: \"{shown}\": {err}")),
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => Failure(127, format!("exec: \"{shown}\": {}", errno_text(&err))),
         Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ENOEXEC) | Some(libc::EISDIR)
-        | Some(libc::ETXTBSY) => Failure(126, format!("exec: \"{shown}\": {err}")),
-        _ => Failure::other(format!("exec: \"{shown}\": {err}")),
+        | Some(libc::ETXTBSY) => Failure(126, format!("exec: \"{shown}\": {}", errno_text(&err))),
+        _ => Failure::other(format!("exec: \"{shown}\": {}", errno_text(&err))),
     })
 }
 

@@ -20,6 +20,7 @@ pub mod clock;
 mod container;
 pub mod exec;
 pub mod logs;
+pub mod paths;
 mod proto;
 pub mod seccomp;
 pub mod shim;
@@ -340,11 +341,16 @@ pub fn wait(dir: &Path) -> io::Result<ExitInfo> {
         Ok(mut sock) => {
             // The shim never writes to an idle connection; EOF means the exit is recorded.
             let mut sink = [0u8; 64];
-            while sock
-                .read(&mut sink)
-                .map_err(|e| io::Error::new(e.kind(), format!("waiting for {}: {e}", dir.display())))?
-                > 0
-            {}
+            loop {
+                match sock.read(&mut sink) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    // A reset is the shim going away too: the exit file says how it ended.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(io::Error::new(e.kind(), format!("waiting for {}: {e}", dir.display()))),
+                }
+            }
             read_exit()
         }
         Err(e) => read_exit().or_else(|_| {
