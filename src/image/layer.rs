@@ -452,8 +452,16 @@ impl Unpacker {
                     T::Block => rustix::fs::FileType::BlockDevice,
                     _ => rustix::fs::FileType::Fifo,
                 };
-                let major = entry.header().device_major()?.unwrap_or(0);
-                let minor = entry.header().device_minor()?.unwrap_or(0);
+                let (major, minor) = if kind == T::Fifo {
+                    (0, 0)
+                } else {
+                    let h = entry.header();
+                    let bad = |e: io::Error| invalid(format!("device number: {e}"));
+                    (
+                        h.device_major().map_err(bad)?.unwrap_or(0),
+                        h.device_minor().map_err(bad)?.unwrap_or(0),
+                    )
+                };
                 self.remove_existing(rel, path)?;
                 mknod(path, file_type, major, minor)?;
                 self.set_owner(path, attrs)?;
