@@ -912,7 +912,7 @@ fn layer_keeps_devices_links_owners_modes_times_and_xattrs() {
     let sym = fs::symlink_metadata(fs_dir.join("d/sym")).unwrap();
     assert_eq!((sym.uid(), sym.mtime()), (1000, 1_234_567_890));
     let xattr = |name: &str| {
-        let mut buf = vec![0u8; 64];
+        let mut buf = [0u8; 64];
         rustix::fs::lgetxattr(fs_dir.join("d/suid"), name, &mut buf[..]).map(|n| buf[..n].to_vec())
     };
     assert_eq!(xattr("user.shoal").unwrap(), b"kept");
@@ -923,7 +923,7 @@ fn layer_keeps_devices_links_owners_modes_times_and_xattrs() {
 
     // And the byte-exact tar comes back out through save.
     let mut saved = Vec::new();
-    store.save(&[id.clone()], &mut saved).unwrap();
+    store.save(std::slice::from_ref(&id), &mut saved).unwrap();
     let other = ImageStore::open(&dir.join("other")).unwrap();
     assert_eq!(
         other.load(&saved[..]).unwrap(),
