@@ -28,6 +28,12 @@ pub struct ImageStore {
     temp_counter: AtomicU64,
 }
 
+// The daemon shares one store between its request threads.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<ImageStore>();
+};
+
 #[derive(Default)]
 pub(super) struct State {
     /// id hex → parsed config.

@@ -1,7 +1,8 @@
 //! RFC 3339 timestamps as image configs carry them (`2024-05-01T12:00:00.123456789Z`), to and
 //! from Unix seconds. Pure: the current time is always passed in.
 
-/// Format Unix time as RFC 3339 UTC with nanoseconds, as Docker writes `created`.
+/// Format Unix time as RFC 3339 UTC with nanoseconds, exactly as Go's `time.RFC3339Nano`
+/// (which Docker uses for `created`).
 pub fn format_rfc3339(secs: i64, nanos: u32) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
@@ -10,7 +11,11 @@ pub fn format_rfc3339(secs: i64, nanos: u32) -> String {
     if nanos == 0 {
         format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
     } else {
-        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{nanos:09}Z")
+        // Trailing zeros dropped, as Go's RFC3339Nano does: tools that re-encode a config
+        // (skopeo, docker) must reproduce the same bytes, or the image ID changes.
+        let fraction = format!("{nanos:09}");
+        let fraction = fraction.trim_end_matches('0');
+        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{fraction}Z")
     }
 }
 
@@ -98,6 +103,14 @@ mod tests {
     fn known_instants() {
         assert_eq!(format_rfc3339(0, 0), "1970-01-01T00:00:00Z");
         assert_eq!(format_rfc3339(1_700_000_000, 5), "2023-11-14T22:13:20.000000005Z");
+        assert_eq!(
+            format_rfc3339(1_700_000_000, 625_361_450),
+            "2023-11-14T22:13:20.62536145Z"
+        );
+        assert_eq!(
+            format_rfc3339(1_700_000_000, 500_000_000),
+            "2023-11-14T22:13:20.5Z"
+        );
         assert_eq!(
             parse_rfc3339("2023-11-14T22:13:20.000000005Z"),
             Some(1_700_000_000)
