@@ -73,7 +73,7 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// Run in the cloned child: set up and exec, never returning.
 pub(crate) fn run(ctx: InitContext) -> ! {
     let err_fd = ctx.err_pipe.as_raw_fd();
-    let Failure(code, msg) = match setup_and_exec(ctx) {
+    let Failure(code, msg) = match setup_and_exec(&ctx) {
         Ok(never) => match never {},
         Err(f) => f,
     };
@@ -87,7 +87,7 @@ pub(crate) fn report_failure(fd: RawFd, code: i32, msg: &str) {
     unsafe { libc::write(fd, line.as_ptr() as *const libc::c_void, line.len()) };
 }
 
-fn setup_and_exec(c: InitContext) -> Result<std::convert::Infallible, Failure> {
+fn setup_and_exec(c: &InitContext) -> Result<std::convert::Infallible, Failure> {
     let spec = &c.spec;
     sys::umask(0);
     let _ = sys::setsid();

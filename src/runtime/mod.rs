@@ -11,8 +11,12 @@
 //!   mount namespace; nothing is mounted on the host.
 //!
 //! Files in a container dir: `spec.json` (written by [`start`]), `state.json` (pid, start
-//! time, written by the shim once the program runs), `cgroups.json`, `shim.sock`,
-//! `container.log*`, `exit.json` (written atomically by the shim after the exit).
+//! time and cgroups, written by the shim once the program runs), `shim.sock`,
+//! `container.log*`, `exit.json` (written atomically and durably by the shim after the exit).
+//!
+//! `spec.json` and `state.json` describe processes, which a power cut ends anyway: they are
+//! replaced by rename (never half-written) but not fsynced, keeping disk flushes out of the
+//! start path. The daemon keeps its own durable record of each container.
 
 pub mod caps;
 pub mod cgroup;
@@ -41,7 +45,6 @@ use std::sync::OnceLock;
 pub(crate) const SPEC_FILE: &str = "spec.json";
 pub(crate) const STATE_FILE: &str = "state.json";
 pub(crate) const EXIT_FILE: &str = "exit.json";
-pub(crate) const CGROUPS_FILE: &str = "cgroups.json";
 pub(crate) const SHIM_LOG: &str = "shim.log";
 /// The mount point of the rootfs inside the container's mount namespace (empty on the host).
 pub(crate) const ROOTFS_DIR: &str = "rootfs";
@@ -187,6 +190,25 @@ pub(crate) struct RunState {
     pub pid: u32,
     pub shim_pid: u32,
     pub started_at: String,
+    pub cgroups: cgroup::Cgroups,
+}
+
+/// Replace `path` with the JSON of `value` by writing a temp file and renaming it over: a
+/// reader sees the old or the new file, never a mix. Not fsynced: for state that describes
+/// running processes and so means nothing after a power cut (see the module doc).
+pub(crate) fn write_runtime_file<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let data = serde_json::to_vec(value).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, &data)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io::Error::new(e.kind(), format!("writing {}: {e}", path.display()))
+        })
 }
 
 /// Which output stream a chunk came from. With a tty everything is `Stdout`.
@@ -246,7 +268,7 @@ fn start_with(dir: &Path, spec: &ContainerSpec, attached: bool) -> Result<(u32, 
             _ => {}
         }
     }
-    crate::storage::atomic::write_json(&dir.join(SPEC_FILE), spec).map_err(other)?;
+    write_runtime_file(&dir.join(SPEC_FILE), spec).map_err(other)?;
     let (status_r, status_w) = crate::sys::pipe().map_err(other)?;
     let (client, shim_end) = if attached {
         let (a, b) = crate::sys::socketpair().map_err(other)?;
@@ -445,7 +467,7 @@ impl Attach {
 }
 
 pub(crate) fn read_cgroups(dir: &Path) -> io::Result<cgroup::Cgroups> {
-    crate::storage::atomic::read_json(&dir.join(CGROUPS_FILE))
+    Ok(read_run_state(dir)?.cgroups)
 }
 
 pub(crate) fn read_run_state(dir: &Path) -> io::Result<RunState> {
