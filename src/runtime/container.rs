@@ -124,12 +124,8 @@ fn setup_and_exec(c: &InitContext) -> Result<std::convert::Infallible, Failure> 
     )?;
     mount_rootfs(spec, &c.rootfs)?;
     mount_standard(spec, &c.rootfs)?;
-    // Host files to bind are opened now and mounted after pivot_root, so their targets are
-    // resolved inside the container (an image's symlinks cannot point a mount at the host).
-    let files = open_bind_sources(&spec.files)?;
+    bind_files(&spec.files, &c.rootfs)?;
     pivot_into(&c.rootfs)?;
-    bind_files(&spec.files, &files)?;
-    drop(files);
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = fs::read_to_string("/etc/group").unwrap_or_default();
     let id = user::resolve(&spec.user, &passwd, &group).map_err(Failure::other)?;
@@ -317,48 +313,54 @@ fn mount_standard(spec: &ContainerSpec, root: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-fn open_bind_sources(files: &[BindFile]) -> Result<Vec<fs::File>, Failure> {
-    use std::os::unix::fs::OpenOptionsExt;
-    files
-        .iter()
-        .map(|f| {
-            ctx(
-                fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_PATH)
-                    .open(&f.host),
-                || format!("opening {} to bind at {}", f.host.display(), f.container),
-            )
-        })
-        .collect()
-}
-
-fn bind_files(files: &[BindFile], sources: &[fs::File]) -> Result<(), Failure> {
-    for (f, src) in files.iter().zip(sources) {
-        let target = Path::new(&f.container);
-        if !target.is_absolute() {
+/// Bind the daemon's files (hosts, hostname, resolv.conf) into the rootfs. The target is
+/// resolved without following symlinks, so an image cannot point a mount at a host path: a
+/// symlink in the last component is replaced by a plain file (in the container's upper
+/// layer), one in a parent directory is an error.
+fn bind_files(files: &[BindFile], root: &Path) -> Result<(), Failure> {
+    for f in files {
+        let rel = Path::new(&f.container);
+        if !rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
             return Err(Failure::other(format!(
-                "bind target {:?} is not absolute",
+                "bind target {:?} must be an absolute path without ..",
                 f.container
             )));
         }
-        if let Some(parent) = target.parent() {
-            mkdirs(parent)?;
+        let mut target = root.to_path_buf();
+        let parts: Vec<_> = rel.components().skip(1).collect();
+        for (i, part) in parts.iter().enumerate() {
+            target.push(part);
+            let last = i + 1 == parts.len();
+            match fs::symlink_metadata(&target) {
+                Ok(m) if m.file_type().is_symlink() && last => {
+                    ctx(fs::remove_file(&target), || {
+                        format!("replacing symlink {}", f.container)
+                    })?;
+                }
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(Failure::other(format!(
+                        "bind target {}: a parent directory is a symlink",
+                        f.container
+                    )));
+                }
+                Ok(_) => continue,
+                Err(_) if !last => mkdirs(&target)?,
+                Err(_) => {}
+            }
+            if last {
+                ctx(fs::File::create(&target), || format!("creating {}", f.container))?;
+            }
         }
-        // A dangling symlink (e.g. resolv.conf -> ../run/...) is replaced by a plain file.
-        if fs::metadata(target).is_err() {
-            let _ = fs::remove_file(target);
-            ctx(fs::File::create(target), || {
-                format!("creating {}", target.display())
-            })?;
-        }
-        let source = PathBuf::from(format!("/proc/self/fd/{}", src.as_raw_fd()));
-        ctx(sys::bind(&source, target, false), || {
+        ctx(sys::bind(&f.host, &target, false), || {
             format!("binding {} at {}", f.host.display(), f.container)
         })?;
         if f.readonly {
             let flags = sys::MS_BIND | sys::MS_REMOUNT | sys::MS_RDONLY;
-            ctx(sys::mount(None, target, None, flags, None), || {
+            ctx(sys::mount(None, &target, None, flags, None), || {
                 format!("making {} read-only", f.container)
             })?;
         }

@@ -291,15 +291,12 @@ fn start_with(dir: &Path, spec: &ContainerSpec, attached: bool) -> Result<(u32, 
         .stderr(shim_log);
     let status_fd = status_w.as_raw_fd();
     let shim_fd = shim_end.as_ref().map(|f| f.as_raw_fd());
-    // SAFETY: the closure runs between fork and exec and only calls dup2, which is
-    // async-signal-safe; dup2 also clears close-on-exec on the new descriptors.
+    // SAFETY: the closure runs between fork and exec and only calls fcntl and dup2, which
+    // are async-signal-safe; dup2 also clears close-on-exec on the new descriptors.
     unsafe {
-        cmd.pre_exec(move || {
-            crate::sys::dup2(status_fd, shim::STATUS_FD)?;
-            if let Some(fd) = shim_fd {
-                crate::sys::dup2(fd, shim::ATTACH_FD)?;
-            }
-            Ok(())
+        cmd.pre_exec(move || match shim_fd {
+            Some(fd) => crate::sys::place_fds(&[(status_fd, shim::STATUS_FD), (fd, shim::ATTACH_FD)]),
+            None => crate::sys::place_fds(&[(status_fd, shim::STATUS_FD)]),
         });
     }
     let mut child = cmd
@@ -361,13 +358,23 @@ pub fn wait(dir: &Path) -> io::Result<ExitInfo> {
     match proto::connect(dir) {
         Ok(mut sock) => {
             // The shim never writes to an idle connection; EOF means the exit is recorded.
+            // A reset means the shim exited before accepting this connection: also the end.
             let mut sink = [0u8; 64];
-            while sock
-                .read(&mut sink)
-                .map_err(|e| io::Error::new(e.kind(), format!("waiting for {}: {e}", dir.display())))?
-                > 0
-            {}
-            read_exit()
+            loop {
+                match sock.read(&mut sink) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("waiting for {}: {e}", dir.display()),
+                        ))
+                    }
+                }
+            }
+            read_exit().or_else(|_| Ok(lost_shim(dir)))
         }
         Err(e) => read_exit().or_else(|_| {
             if dir.join(STATE_FILE).exists() {
