@@ -73,7 +73,6 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// Run in the cloned child: set up and exec, never returning.
 pub(crate) fn run(ctx: InitContext) -> ! {
     let err_fd = ctx.err_pipe.as_raw_fd();
-    // Borrowed, not moved: the error pipe must stay open until the failure is written.
     let Failure(code, msg) = match setup_and_exec(&ctx) {
         Ok(never) => match never {},
         Err(f) => f,
@@ -125,9 +124,6 @@ fn setup_and_exec(c: &InitContext) -> Result<std::convert::Infallible, Failure> 
     )?;
     mount_rootfs(spec, &c.rootfs)?;
     mount_standard(spec, &c.rootfs)?;
-    // Host files are bound before pivot_root (a bind source must be reachable in this mount
-    // namespace), at targets resolved inside the rootfs so an image's symlinks cannot point
-    // a mount at the host.
     bind_files(&spec.files, &c.rootfs)?;
     pivot_into(&c.rootfs)?;
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
@@ -317,19 +313,47 @@ fn mount_standard(spec: &ContainerSpec, root: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Bind the daemon's files (hosts, hostname, resolv.conf) into the rootfs. The target is
+/// resolved without following symlinks, so an image cannot point a mount at a host path: a
+/// symlink in the last component is replaced by a plain file (in the container's upper
+/// layer), one in a parent directory is an error.
 fn bind_files(files: &[BindFile], root: &Path) -> Result<(), Failure> {
     for f in files {
-        if !f.container.starts_with('/') {
-            return Err(Failure::other(format!("bind target {:?} is not absolute", f.container)));
+        let rel = Path::new(&f.container);
+        if !rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(Failure::other(format!(
+                "bind target {:?} must be an absolute path without ..",
+                f.container
+            )));
         }
-        let target = ctx(super::paths::resolve_in_root(root, &f.container), || {
-            format!("resolving {} in the rootfs", f.container)
-        })?;
-        if let Some(parent) = target.parent() {
-            mkdirs(parent)?;
-        }
-        if fs::symlink_metadata(&target).is_err() {
-            ctx(fs::File::create(&target), || format!("creating {}", f.container))?;
+        let mut target = root.to_path_buf();
+        let parts: Vec<_> = rel.components().skip(1).collect();
+        for (i, part) in parts.iter().enumerate() {
+            target.push(part);
+            let last = i + 1 == parts.len();
+            match fs::symlink_metadata(&target) {
+                Ok(m) if m.file_type().is_symlink() && last => {
+                    ctx(fs::remove_file(&target), || {
+                        format!("replacing symlink {}", f.container)
+                    })?;
+                }
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(Failure::other(format!(
+                        "bind target {}: a parent directory is a symlink",
+                        f.container
+                    )));
+                }
+                Ok(_) => continue,
+                Err(_) if !last => mkdirs(&target)?,
+                Err(_) => {}
+            }
+            if last {
+                ctx(fs::File::create(&target), || format!("creating {}", f.container))?;
+            }
         }
         ctx(sys::bind(&f.host, &target, false), || {
             format!("binding {} at {}", f.host.display(), f.container)
@@ -423,14 +447,6 @@ pub(crate) fn container_env(env: &[String], home: &str) -> Vec<String> {
 }
 
 /// Find `name` like execvp, in the PATH of `env`, classifying failures as Docker does.
-/// An OS error as Go (and so docker's CLI, which matches on it) spells it:
-/// "no such file or directory", without Rust's " (os error 2)".
-fn errno_text(e: &io::Error) -> String {
-    let text = e.to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text);
-    text.to_lowercase()
-}
-
 pub(crate) fn find_program(name: &str, env: &[String]) -> Result<PathBuf, Failure> {
     if name.is_empty() {
         return Err(Failure(
@@ -441,7 +457,7 @@ pub(crate) fn find_program(name: &str, env: &[String]) -> Result<PathBuf, Failur
     if name.contains('/') {
         return match fs::metadata(name) {
             Ok(_) => Ok(PathBuf::from(name)),
-            Err(e) => Err(Failure(127, format!("exec: {name:?}: stat {name}: {}", errno_text(&e)))),
+            Err(e) => Err(Failure(127, format!("exec: {name:?}: stat {name}: {e}"))),
         };
     }
     let path = env
@@ -489,10 +505,10 @@ pub(crate) fn exec(
     let err = sys::execve(&path, &argv, &envp);
     let shown = program.display();
     Err(match err.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::ENOTDIR) => Failure(127, format!("exec: \"{shown}\": {}", errno_text(&err))),
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => Failure(127, format!("exec: \"{shown}\": {err}")),
         Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ENOEXEC) | Some(libc::EISDIR)
-        | Some(libc::ETXTBSY) => Failure(126, format!("exec: \"{shown}\": {}", errno_text(&err))),
-        _ => Failure::other(format!("exec: \"{shown}\": {}", errno_text(&err))),
+        | Some(libc::ETXTBSY) => Failure(126, format!("exec: \"{shown}\": {err}")),
+        _ => Failure::other(format!("exec: \"{shown}\": {err}")),
     })
 }
 

@@ -153,7 +153,6 @@ fn launch(dir: &Path) -> Result<Running, StartError> {
 
 fn launch_in(dir: &Path, spec: ContainerSpec, cgroups: cgroup::Cgroups) -> Result<Running, StartError> {
     let other = |e: io::Error| StartError::Other(e.to_string());
-    atomic::write_json(&dir.join(super::CGROUPS_FILE), &cgroups).map_err(other)?;
     let listener = proto::bind(dir).map_err(other)?;
     let (err_r, err_w) = sys::pipe().map_err(other)?;
     let mut outputs = vec![];
@@ -225,8 +224,9 @@ fn launch_in(dir: &Path, spec: ContainerSpec, cgroups: cgroup::Cgroups) -> Resul
         pid: pid as u32,
         shim_pid: std::process::id(),
         started_at: clock::now(),
+        cgroups: cgroups.clone(),
     };
-    atomic::write_json(&dir.join(super::STATE_FILE), &state).map_err(other)?;
+    super::write_runtime_file(&dir.join(super::STATE_FILE), &state).map_err(other)?;
     Ok(Running {
         pid,
         spec,
@@ -427,7 +427,7 @@ fn serve(dir: &Path, mut r: Running, attach_client: Option<UnixStream>) -> i32 {
             clients.remove(i);
         }
     }
-    finish(dir, &r, exited, log, clients)
+    finish(dir, r, exited, log, clients)
 }
 
 fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
@@ -545,7 +545,7 @@ fn handle(
 
 fn finish(
     dir: &Path,
-    r: &Running,
+    r: Running,
     exited: Option<ChildExit>,
     log: Option<logs::Writer>,
     mut clients: Vec<Client>,
@@ -566,6 +566,8 @@ fn finish(
         status = 125;
     }
     let _ = std::fs::remove_file(dir.join(proto::SOCKET));
+    // Closing the listener resets connections not yet accepted: their clients see the end.
+    drop(r.listener);
     // Deliver the last output to attached clients; a client that does not read is dropped.
     for c in clients.iter_mut() {
         let _ = c.sock.set_nonblocking(false);

@@ -181,6 +181,27 @@ pub fn dup2(from: RawFd, to: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Put each `from` descriptor at its `to` number (clearing close-on-exec there), even when
+/// some `from` already sits on another pair's `to`: all are first moved out of the way.
+/// Async-signal-safe (no allocation), for use between fork and exec.
+pub fn place_fds(pairs: &[(RawFd, RawFd)]) -> io::Result<()> {
+    let mut moved = [0 as RawFd; 8];
+    if pairs.len() > moved.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors to place",
+        ));
+    }
+    for (i, (from, _)) in pairs.iter().enumerate() {
+        // SAFETY: F_DUPFD_CLOEXEC duplicates onto the lowest free number >= 64.
+        moved[i] = check(unsafe { libc::fcntl(*from, libc::F_DUPFD_CLOEXEC, 64) })?;
+    }
+    for (i, (_, to)) in pairs.iter().enumerate() {
+        dup2(moved[i], *to)?;
+    }
+    Ok(())
+}
+
 /// A pipe whose both ends are close-on-exec: (read, write).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
