@@ -447,6 +447,14 @@ pub(crate) fn container_env(env: &[String], home: &str) -> Vec<String> {
 }
 
 /// Find `name` like execvp, in the PATH of `env`, classifying failures as Docker does.
+/// An OS error as Go (and so docker's CLI, which matches on it) spells it:
+/// "no such file or directory", without Rust's " (os error 2)".
+fn errno_text(e: &io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    text.to_lowercase()
+}
+
 pub(crate) fn find_program(name: &str, env: &[String]) -> Result<PathBuf, Failure> {
     if name.is_empty() {
         return Err(Failure(
@@ -457,7 +465,7 @@ pub(crate) fn find_program(name: &str, env: &[String]) -> Result<PathBuf, Failur
     if name.contains('/') {
         return match fs::metadata(name) {
             Ok(_) => Ok(PathBuf::from(name)),
-            Err(e) => Err(Failure(127, format!("exec: {name:?}: stat {name}: {e}"))),
+            Err(e) => Err(Failure(127, format!("exec: {name:?}: stat {name}: {}", errno_text(&e)))),
         };
     }
     let path = env
@@ -505,10 +513,10 @@ pub(crate) fn exec(
     let err = sys::execve(&path, &argv, &envp);
     let shown = program.display();
     Err(match err.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::ENOTDIR) => Failure(127, format!("exec: \"{shown}\": {err}")),
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => Failure(127, format!("exec: \"{shown}\": {}", errno_text(&err))),
         Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ENOEXEC) | Some(libc::EISDIR)
-        | Some(libc::ETXTBSY) => Failure(126, format!("exec: \"{shown}\": {err}")),
-        _ => Failure::other(format!("exec: \"{shown}\": {err}")),
+        | Some(libc::ETXTBSY) => Failure(126, format!("exec: \"{shown}\": {}", errno_text(&err))),
+        _ => Failure::other(format!("exec: \"{shown}\": {}", errno_text(&err))),
     })
 }
 
