@@ -355,6 +355,9 @@ fn wait_status(v: &Value) -> i32 {
     v.get("StatusCode").and_then(Value::as_i64).unwrap_or(125) as i32
 }
 
+/// How long to wait for the daemon to confirm a `/wait` before starting the container.
+const WAIT_REGISTER: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn run(client: &Client, r: RunSpec) -> Res {
     if r.tty && r.interactive && !term::stdin_is_tty() {
         return Err(CmdError::new("the input device is not a TTY", 1));
@@ -372,12 +375,15 @@ fn run(client: &Client, r: RunSpec) -> Res {
     let want = |k: &str| if b[k].as_bool().unwrap_or(false) { "1" } else { "0" };
     // Register the wait before start so a fast exit cannot be missed.
     let condition = if r.auto_remove { "removed" } else { "next-exit" };
-    let waiter = client
+    let mut waiter = client
         .send(
             "POST",
             &format!("/containers/{id}/wait?condition={condition}"),
             None,
         )
+        .map_err(|e| run_error("run", e))?;
+    waiter
+        .wait_registered(WAIT_REGISTER)
         .map_err(|e| run_error("run", e))?;
     let attach_path = format!(
         "/containers/{id}/attach?stream=1&stdin={}&stdout={}&stderr={}",
@@ -449,11 +455,12 @@ fn start_attached(client: &Client, containers: Vec<String>, interactive: bool, k
         return Err(CmdError::new("the input device is not a TTY", 1));
     }
     let keys = detach_keys(keys.as_deref())?;
-    let waiter = client.send(
+    let mut waiter = client.send(
         "POST",
         &format!("/containers/{id}/wait?condition=next-exit"),
         None,
     )?;
+    waiter.wait_registered(WAIT_REGISTER)?;
     let hijacked = client.hijack(
         &format!(
             "/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1",
