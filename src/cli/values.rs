@@ -191,11 +191,15 @@ pub fn parse_filter(item: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Docker's `filters` query value: `{"key":{"value":true}}` (the map form every API accepts).
+/// Docker's `filters` query value in the documented `map[string][]string` form:
+/// `{"status":["created","exited"]}` (values in the order given, duplicates dropped).
 pub fn filters_json(filters: &[(String, String)]) -> String {
-    let mut map: BTreeMap<&str, BTreeMap<&str, bool>> = BTreeMap::new();
+    let mut map: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (k, v) in filters {
-        map.entry(k).or_default().insert(v, true);
+        let values = map.entry(k).or_default();
+        if !values.contains(&v.as_str()) {
+            values.push(v);
+        }
     }
     serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
 }
@@ -358,7 +362,7 @@ mod tests {
         ];
         assert_eq!(
             filters_json(&f),
-            r#"{"name":{"web":true},"status":{"created":true,"exited":true}}"#
+            r#"{"name":["web"],"status":["exited","created"]}"#
         );
     }
 
