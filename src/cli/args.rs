@@ -552,13 +552,16 @@ fn argh_parse<T: FromArgs>(spec: &VerbSpec, words: &[String]) -> Result<T, ArgEr
     T::from_args(&[cmd.as_str()], &refs).map_err(|e| ArgError::flag(spec, e.output.trim_end().to_string()))
 }
 
-/// The help text argh generates for a verb (printed for `--help`).
+/// The help for a verb: docker's usage line, then argh's description and options.
 fn argh_help<T: FromArgs>(spec: &VerbSpec) -> String {
     let cmd = format!("{PROG} {}", display_name(spec));
-    match T::from_args(&[cmd.as_str()], &["--help"]) {
+    let generated = match T::from_args(&[cmd.as_str()], &["--help"]) {
         Err(e) => e.output,
-        Ok(_) => format!("Usage:  {PROG} {}\n", spec.usage),
-    }
+        Ok(_) => String::new(),
+    };
+    // argh's own first line is its usage synopsis; docker's is shorter and names the operands.
+    let body = generated.split_once('\n').map(|(_, rest)| rest).unwrap_or("");
+    format!("Usage:  {PROG} {}\n{body}", spec.usage)
 }
 
 // ---- Phase-2 raw flag structs (argh). Names match the flag tables above. ----
@@ -1184,6 +1187,17 @@ Global Options:
       --help          Print usage
 ";
 
+fn group_help(group: &str) -> String {
+    let commands = if group == "container" {
+        "attach create exec inspect kill logs ls rename restart rm run start stats stop top wait prune"
+    } else {
+        "import inspect load ls rm tag"
+    };
+    format!(
+        "Usage:  {PROG} {group} COMMAND\n\nManage {group}s\n\nCommands:\n  {commands}\n\nRun '{PROG} {group} COMMAND --help' for more information on a command.\n"
+    )
+}
+
 /// Map `container X` / `image X` and top-level words to a canonical verb name.
 fn canonical_verb(group: Option<&str>, word: &str) -> Option<&'static str> {
     let v = match (group, word) {
@@ -1268,7 +1282,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<In
             _ => {
                 return Ok(Invocation {
                     host,
-                    action: Action::Help(format!("Usage:  {PROG} {g} COMMAND\n\nManage {g}s\n")),
+                    action: Action::Help(group_help(g)),
                 })
             }
         },
