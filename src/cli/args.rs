@@ -109,6 +109,7 @@ const RUN_FLAGS: &[FlagSpec] = &[
     s('a', "attach"),
     s(' ', "detach-keys"),
     b(' ', "sig-proxy"),
+    s(' ', "pull"),
 ];
 
 const STOP_FLAGS: &[FlagSpec] = &[i('t', "timeout"), s('s', "signal")];
@@ -660,6 +661,9 @@ pub struct RunFlags {
     /// proxy received signals to the process
     #[argh(switch)]
     pub sig_proxy: bool,
+    /// pull image before running ("always", "missing", "never")
+    #[argh(option)]
+    pub pull: Option<String>,
     /// IMAGE [COMMAND] [ARG...]
     #[argh(positional, greedy)]
     pub args: Vec<String>,
@@ -996,6 +1000,8 @@ pub struct ImportFlags {
 pub struct CreateSpec {
     pub name: Option<String>,
     pub image: String,
+    /// When to pull the image: "missing" (docker's default), "always" or "never".
+    pub pull: String,
     pub body: Value,
 }
 
@@ -1619,6 +1625,13 @@ pub fn validate_run(
     if is_run && f.detach && f.rm {
         // Allowed, as docker allows it; the daemon removes on exit.
     }
+    let pull = f.pull.clone().unwrap_or_else(|| "missing".into());
+    if !matches!(pull.as_str(), "missing" | "always" | "never") {
+        return Err(ArgError::flag(
+            spec,
+            format!("invalid pull option: '{pull}': must be one of \"always\", \"missing\" or \"never\""),
+        ));
+    }
     let restart = match f.restart.as_deref() {
         Some(r) => values::parse_restart(r).map_err(|e| ArgError::flag(spec, e))?,
         None => RestartPolicy {
@@ -1727,6 +1740,7 @@ pub fn validate_run(
         create: CreateSpec {
             name: f.name,
             image: f.args[0].clone(),
+            pull,
             body,
         },
         detach: f.detach,
