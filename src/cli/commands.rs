@@ -414,8 +414,9 @@ fn wait_status(v: &Value) -> i32 {
     v.get("StatusCode").and_then(Value::as_i64).unwrap_or(125) as i32
 }
 
-/// How long to wait for the daemon to confirm a `/wait` before starting the container.
-const WAIT_REGISTER: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long to wait for the daemon to confirm a `/wait` (by sending its response head, as
+/// docker does) before starting the container anyway.
+const WAIT_REGISTER: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn run(client: &Client, r: RunSpec) -> Res {
     if r.tty && r.interactive && !term::stdin_is_tty() {
@@ -621,8 +622,7 @@ fn exec(client: &Client, e: ExecSpec) -> Res {
         return Err(CmdError::new("the input device is not a TTY", 1));
     }
     let keys = detach_keys(e.detach_keys.as_deref())?;
-    let info = inspect_container(client, &e.container)?;
-    let cid = info["Id"].as_str().unwrap_or(&e.container).to_string();
+    let cid = seg(&e.container);
     let created = client
         .post(&format!("/containers/{cid}/exec"), Some(&e.body))?
         .json()?;
