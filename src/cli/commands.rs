@@ -289,7 +289,7 @@ pub fn start_error_code(message: &str) -> i32 {
 /// is pulled first (docker's `--pull missing`), when the daemon can pull.
 fn create(client: &Client, c: &CreateSpec) -> Result<String, ClientError> {
     if c.pull == "always" {
-        pull(client, &c.image)?;
+        pull(client, &c.image, c.quiet)?;
     }
     let q = query(&c.name.iter().map(|n| ("name", n.clone())).collect::<Vec<_>>());
     let path = format!("/containers/create{q}");
@@ -297,8 +297,10 @@ fn create(client: &Client, c: &CreateSpec) -> Result<String, ClientError> {
         Err(missing @ ClientError::Api { status: 404, .. })
             if c.pull == "missing" && missing.to_string().contains("No such image") =>
         {
-            eprintln!("Unable to find image '{}' locally", full_reference(&c.image));
-            match pull(client, &c.image) {
+            if !c.quiet {
+                eprintln!("Unable to find image '{}' locally", full_reference(&c.image));
+            }
+            match pull(client, &c.image, c.quiet) {
                 Ok(()) => client.post(&path, Some(&c.body))?,
                 // A daemon without registry support: the original error says it best.
                 Err(ClientError::Api {
@@ -332,7 +334,7 @@ fn full_reference(image: &str) -> String {
 }
 
 /// POST /images/create?fromImage=: progress goes to stderr as docker prints it.
-fn pull(client: &Client, image: &str) -> Result<(), ClientError> {
+fn pull(client: &Client, image: &str, quiet: bool) -> Result<(), ClientError> {
     let q = if image.contains('@') {
         query(&[("fromImage", image.to_string())])
     } else {
