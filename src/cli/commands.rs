@@ -351,6 +351,9 @@ fn pull(client: &Client, image: &str, quiet: bool) -> Result<(), ClientError> {
                 message: err.to_string(),
             });
         }
+        if quiet {
+            continue;
+        }
         match (
             msg.get("id").and_then(Value::as_str),
             msg.get("status").and_then(Value::as_str),
