@@ -12,3 +12,4 @@ pub mod image;
 pub mod runtime;
 pub mod storage;
 pub mod sys;
+pub mod timefmt;

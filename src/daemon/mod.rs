@@ -1,6 +1,113 @@
-//! The engine: API socket, container records, images, start-up and shut-down.
+//! The daemon: opens the state root, reconciles containers with their shims, serves the API
+//! socket, and stops cleanly on SIGTERM/SIGINT. Containers are held by their shims, so they
+//! keep running across a daemon restart or upgrade.
+
+pub mod container;
+pub mod engine;
+pub mod logger;
+pub mod logs;
+pub mod names;
+
+use std::path::PathBuf;
+
+use argh::FromArgs;
+
+use engine::{Engine, EngineConfig};
+
+/// Run the shoal daemon in the foreground.
+#[derive(FromArgs, Debug)]
+struct DaemonArgs {
+    /// state directory (default /var/lib/shoal)
+    #[argh(option, default = "PathBuf::from(\"/var/lib/shoal\")")]
+    root: PathBuf,
+    /// API socket path (default /run/shoal/shoal.sock)
+    #[argh(option, default = "PathBuf::from(\"/run/shoal/shoal.sock\")")]
+    socket: PathBuf,
+    /// cgroup under the daemon's own cgroup for containers (default shoal)
+    #[argh(option, default = "String::from(\"shoal\")")]
+    cgroup_parent: String,
+    /// log level: error, warn, info, debug (default info)
+    #[argh(option, default = "String::from(\"info\")")]
+    log_level: String,
+}
 
 /// `shoal daemon [flags]`; returns the exit code.
-pub fn main(_args: &[String]) -> i32 {
-    125
+pub fn main(args: &[String]) -> i32 {
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let parsed = match DaemonArgs::from_args(&["shoal daemon"], &strs) {
+        Ok(a) => a,
+        Err(early) => {
+            return match early.status {
+                Ok(()) => {
+                    println!("{}", early.output);
+                    0
+                }
+                Err(()) => {
+                    eprintln!("{}", early.output.trim_end());
+                    eprintln!("See 'shoal daemon --help'.");
+                    125
+                }
+            };
+        }
+    };
+    match run(parsed) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("shoal daemon: {e}");
+            1
+        }
+    }
+}
+
+fn run(args: DaemonArgs) -> Result<(), String> {
+    logger::init(&args.log_level)?;
+    if args.cgroup_parent.contains("..") || args.cgroup_parent.starts_with('/') && args.cgroup_parent.len() == 1 {
+        return Err(format!("invalid --cgroup-parent {:?}", args.cgroup_parent));
+    }
+    // Signals are taken by one thread with sigwait; block them before any thread starts.
+    let signals = block_signals();
+    let config = EngineConfig { root: args.root.clone(), cgroup_parent: args.cgroup_parent.clone() };
+    let engine = Engine::open(config).map_err(|e| format!("opening state in {}: {e}", args.root.display()))?;
+    let listener = crate::api::bind(&args.socket).map_err(|e| e.to_string())?;
+    engine.recover();
+    let socket = args.socket.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let sig = wait_signal(&signals);
+            log::info!("signal {sig}: shutting down (containers keep running under their shims)");
+            let _ = std::fs::remove_file(&socket);
+            std::process::exit(0);
+        })
+        .map_err(|e| format!("starting the signal thread: {e}"))?;
+    log::info!(
+        "shoal {} ready: API on unix://{}, state in {}",
+        env!("CARGO_PKG_VERSION"),
+        args.socket.display(),
+        args.root.display()
+    );
+    crate::api::serve(engine, listener);
+    Ok(())
+}
+
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it; pthread_sigmask
+    // only changes this thread's mask, inherited by threads spawned afterwards.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig = 0;
+    // SAFETY: `set` is an initialised signal set blocked in this thread; sigwait writes the
+    // number of the signal taken into `sig`.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
 }

@@ -1,0 +1,116 @@
+//! Docker Engine API JSON shapes that shoal stores and serves.
+//!
+//! Field names are Docker's (PascalCase). Every field has a default so that requests from
+//! any client version parse; unknown fields are ignored, as dockerd does.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `Config` of a container: what runs, as given to `POST /containers/create`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerConfig {
+    pub hostname: String,
+    pub domainname: String,
+    pub user: String,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    pub env: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub image: String,
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
+    pub working_dir: String,
+    pub entrypoint: Option<Vec<String>>,
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<i64>,
+}
+
+/// `HostConfig`: how it runs (limits, policies, privileges).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HostConfig {
+    pub binds: Option<Vec<String>>,
+    pub network_mode: String,
+    pub restart_policy: RestartPolicy,
+    pub auto_remove: bool,
+    pub cap_add: Option<Vec<String>>,
+    pub cap_drop: Option<Vec<String>>,
+    pub privileged: bool,
+    pub readonly_rootfs: bool,
+    pub init: Option<bool>,
+    pub memory: i64,
+    pub memory_swap: i64,
+    pub nano_cpus: i64,
+    pub cpu_shares: i64,
+    pub cpu_period: i64,
+    pub cpu_quota: i64,
+    pub pids_limit: Option<i64>,
+    pub cgroup_parent: String,
+    pub log_config: LogConfig,
+    pub dns: Option<Vec<String>>,
+    pub extra_hosts: Option<Vec<String>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RestartPolicy {
+    pub name: String,
+    pub maximum_retry_count: i64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct LogConfig {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub config: BTreeMap<String, String>,
+}
+
+/// Body of `POST /containers/create`: the Config fields inline, plus HostConfig.
+#[derive(Deserialize, Clone, Debug, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateRequest {
+    #[serde(flatten)]
+    pub config: ContainerConfig,
+    pub host_config: HostConfig,
+}
+
+/// Body of `POST /containers/{id}/exec`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ExecConfig {
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    pub detach_keys: String,
+    pub tty: bool,
+    pub env: Option<Vec<String>>,
+    pub cmd: Vec<String>,
+    pub privileged: bool,
+    pub user: String,
+    pub working_dir: String,
+    pub console_size: Option<Vec<u16>>,
+}
+
+/// Body of `POST /exec/{id}/start`.
+#[derive(Deserialize, Clone, Debug, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ExecStart {
+    pub detach: bool,
+    pub tty: bool,
+}
+
+/// The `{"message": ...}` body every API error carries.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct ErrorBody {
+    pub message: String,
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian/Ubuntu machine as root:
+#   tests/run.sh
+# Installs what the tests need (packages, a Rust toolchain if none), builds shoal, and runs
+# the unit, simulation and integration tests (integration tests make their own network
+# namespaces, state dirs and cgroups, and clean up after themselves).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tests/lib/deps.sh
+install_test_deps
+
+export RUST_BACKTRACE=1
+# Integration tests start daemons and containers; two at a time suits a small machine.
+cargo test --locked --no-fail-fast -- --test-threads="${SHOAL_TEST_THREADS:-2}" 2>&1 | tee /tmp/shoal-test.log
+status=${PIPESTATUS[0]}
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' /tmp/shoal-test.log | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' /tmp/shoal-test.log | awk '{s+=$1} END {print s+0}')
+echo "shoal: ${passed} passed, ${failed} failed"
+exit "$status"
