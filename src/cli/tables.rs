@@ -422,7 +422,7 @@ CONTAINER ID   IMAGE     COMMAND             CREATED              STATUS        
             Some("{{.Names}}\\t{{.ID}}"),
             PS_DEFAULT,
             PS_HEADERS,
-            &[row.clone()],
+            std::slice::from_ref(&row),
         )
         .unwrap();
         assert_eq!(out, "web\t0123456789ab\n");
@@ -430,7 +430,7 @@ CONTAINER ID   IMAGE     COMMAND             CREATED              STATUS        
             Some("table {{.Names}}\\t{{.State}}"),
             PS_DEFAULT,
             PS_HEADERS,
-            &[row.clone()],
+            std::slice::from_ref(&row),
         )
         .unwrap();
         assert_eq!(out, "NAMES     STATE\nweb       running\n");
@@ -438,7 +438,7 @@ CONTAINER ID   IMAGE     COMMAND             CREATED              STATUS        
             Some("{{.Label \"tier\"}}"),
             PS_DEFAULT,
             PS_HEADERS,
-            &[row.clone()],
+            std::slice::from_ref(&row),
         )
         .unwrap();
         assert_eq!(out, "db\n");

@@ -48,8 +48,6 @@ impl RawMode {
         let saved = termios::tcgetattr(stdin_fd())?;
         let mut raw = saved.clone();
         raw.make_raw();
-        // Keep output post-processing so "\n" from the local side still returns the carriage.
-        raw.output_modes.insert(termios::OutputModes::OPOST);
         termios::tcsetattr(stdin_fd(), OptionalActions::Now, &raw)?;
         Ok(Some(RawMode { saved }))
     }
