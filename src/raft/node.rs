@@ -310,6 +310,11 @@ impl Raft {
         self.log.slice(lo, Index::MAX)
     }
 
+    /// Our latest snapshot (taken by `compact` or received from a leader).
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
+
     pub fn term_at(&self, index: Index) -> Option<Term> {
         self.log.term(index)
     }
