@@ -691,8 +691,14 @@ impl Raft {
             }
             Body::HeartbeatResponse { read_seq } => {
                 pr.read_ack = pr.read_ack.max(read_seq);
-                // An answer means the link works: retry a probe or chunk that may have been lost.
+                // An answer means the link works: retry a probe or chunk that may have been lost,
+                // and free a slot of a full window in case its append was lost.
                 pr.waiting = false;
+                if pr.mode == Mode::Replicate
+                    && !pr.can_send(self.cfg.max_inflight_msgs, self.cfg.max_inflight_bytes)
+                {
+                    pr.free_oldest();
+                }
                 let behind = pr.matched < self.log.last_index() || pr.sent_commit < self.log.committed;
                 if behind || matches!(pr.mode, Mode::Snapshot { .. }) {
                     self.send_append(from);

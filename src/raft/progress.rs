@@ -65,6 +65,12 @@ impl Progress {
         }
     }
 
+    pub fn free_oldest(&mut self) {
+        if let Some((_, bytes)) = self.inflight.pop_front() {
+            self.inflight_bytes -= bytes;
+        }
+    }
+
     /// Record an acknowledgement up to `index`; false if it told us nothing new.
     pub fn ack(&mut self, index: Index) -> bool {
         self.waiting = self.waiting && matches!(self.mode, Mode::Snapshot { .. });

@@ -256,9 +256,23 @@ impl Sim {
                 break;
             }
             if self.time - start > self.params.liveness_bound {
+                let states: Vec<String> = self
+                    .nodes
+                    .values()
+                    .filter_map(|n| n.process.as_ref())
+                    .map(|p| {
+                        let st = p.raft.status();
+                        format!(
+                            "\n  {} {:?} term {} vote {:?} leader {:?} commit {} last {}/{:?} voters {:?} learners {:?}",
+                            st.id, st.role, st.term, st.vote, st.leader, st.commit, st.last_index,
+                            p.raft.term_at(st.last_index), st.membership.voters, st.membership.learners
+                        )
+                    })
+                    .collect();
                 return Err(format!(
-                    "liveness: no leader committed an entry within {} units after faults stopped",
-                    self.params.liveness_bound
+                    "liveness: no leader committed an entry within {} units after faults stopped:{}",
+                    self.params.liveness_bound,
+                    states.concat()
                 ));
             }
         }
@@ -514,6 +528,9 @@ impl Sim {
             }
             let msg: Message =
                 postcard::from_bytes(&m.bytes).map_err(|e| format!("message does not decode: {e}"))?;
+            if self.trace && std::env::var("SHOAL_RAFT_TRACE").as_deref() == Ok("2") {
+                println!("t={} deliver {:?}", self.time, msg);
+            }
             if let Some(p) = self.nodes.get_mut(&m.to).and_then(|n| n.process.as_mut()) {
                 if matches!(msg.body, Body::InstallSnapshot { done: true, .. }) {
                     self.stats.snapshots_sent += 1;
