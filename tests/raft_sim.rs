@@ -77,3 +77,20 @@ fn simulate_seeds() {
     );
     assert!(failures.is_empty(), "failing seeds: {failures:?}");
 }
+
+#[test]
+fn scenarios() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/raft/scenarios");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("scenario dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no scenarios in {}", dir.display());
+    let failures: Vec<String> = files
+        .iter()
+        .filter_map(|f| support::scenario::run_file(f).err())
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

@@ -23,9 +23,10 @@
 //!    `propose`, `read_index`, `propose_change` or `transfer_leader` (followers refuse
 //!    proposals with [`RaftError::NotLeader`] naming the leader, so the caller can forward).
 //! 4. Call [`Raft::ready`] and, in this order:
-//!    1. if `snapshot` is set, store it durably and discard the whole stored log;
-//!    2. store `entries` (they replace any stored entries from `entries[0].index` on);
-//!    3. store `hard_state`; fsync all of it (an fsync error is fatal: stop the node);
+//!    1. store `hard_state` (term and vote first, so no stored entry is newer than the term);
+//!    2. if `snapshot` is set, store it durably and discard the whole stored log;
+//!    3. store `entries` (they replace any stored entries from `entries[0].index` on);
+//!       fsync all of it (an fsync error is fatal: stop the node);
 //!    4. send `messages` (only now: votes and acknowledgements depend on step 3);
 //!    5. restore `snapshot` into the state machine, then apply `committed` in order;
 //!    6. answer each of `read_states` once the state machine has applied its `index`.

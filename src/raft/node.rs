@@ -96,10 +96,11 @@ pub struct ReadState {
     pub index: Index,
 }
 
-/// What the driver must do, in this order: persist `snapshot` (it replaces the whole stored
-/// log) then `entries` (they may overwrite stored entries from `entries[0].index`) then
-/// `hard_state`, and sync; then send `messages`; then restore `snapshot` into the state
+/// What the driver must do, in this order: persist `hard_state`, then `snapshot` (it replaces
+/// the whole stored log), then `entries` (they may overwrite stored entries from
+/// `entries[0].index`), and sync; then send `messages`; then restore `snapshot` into the state
 /// machine and apply `committed`; serve `read_states` once applied; then call `advance`.
+/// (Writing the term first means a torn write never leaves an entry newer than the term.)
 #[derive(Debug, Default)]
 pub struct Ready {
     pub snapshot: Option<Snapshot>,
@@ -699,10 +700,8 @@ impl Raft {
                 {
                     pr.free_oldest();
                 }
-                let behind = pr.matched < self.log.last_index() || pr.sent_commit < self.log.committed;
-                if behind || matches!(pr.mode, Mode::Snapshot { .. }) {
-                    self.send_append(from);
-                }
+                let behind = pr.matched < self.log.last_index();
+                self.send_append_or_empty(from, behind);
                 self.release_reads();
             }
             Body::SnapshotResponse { index, offset, done } => {
@@ -1022,6 +1021,12 @@ impl Raft {
 
     /// Send `to` what it lacks, as far as flow control allows.
     fn send_append(&mut self, to: NodeId) {
+        self.send_append_or_empty(to, false)
+    }
+
+    /// `even_empty`: send an append even with nothing new, so a follower whose earlier
+    /// appends were lost reveals the gap by rejecting it.
+    fn send_append_or_empty(&mut self, to: NodeId, even_empty: bool) {
         let (max_msgs, max_bytes) = (self.cfg.max_inflight_msgs, self.cfg.max_inflight_bytes);
         let Some(pr) = self.progress.get(&to) else { return };
         if let Mode::Snapshot { .. } = pr.mode {
@@ -1050,7 +1055,8 @@ impl Raft {
         }
         let last = prev_index + entries.len() as u64;
         let commit = self.log.committed.min(last.max(pr.matched));
-        if entries.is_empty() && commit <= pr.sent_commit && pr.matched >= prev_index {
+        let known = pr.mode == Mode::Replicate || pr.matched >= prev_index;
+        if entries.is_empty() && commit <= pr.sent_commit && known && !even_empty {
             return;
         }
         let pr = self.progress.get_mut(&to).expect("progress looked up above");

@@ -474,7 +474,11 @@ impl Sim {
         if node.process.take().is_some() {
             node.down_until = self.time + down;
             self.stats.crashes += 1;
-            self.log(|| format!("{why} {id}"));
+            let (hs, last) = (
+                node.disk.hard_state.clone(),
+                node.disk.entries.last().map(|e| (e.index, e.term)),
+            );
+            self.log(|| format!("{why} {id}: disk {hs:?} last {last:?}"));
         }
     }
 
@@ -570,14 +574,16 @@ impl Sim {
                 }
             }
         }
+        // The order a WAL writes them in: the term first, so no entry or snapshot on disk is
+        // ever newer than the stored term.
         let mut records = Vec::new();
+        if let Some(hs) = &ready.hard_state {
+            records.push(Record::HardState(hs.clone()));
+        }
         if let Some(s) = &ready.snapshot {
             records.push(Record::Snapshot(s.clone()));
         }
         records.extend(ready.entries.iter().cloned().map(Record::Entry));
-        if let Some(hs) = &ready.hard_state {
-            records.push(Record::HardState(hs.clone()));
-        }
         let node = self.nodes.get_mut(&id).expect("present");
         if self.faults && self.rng.chance(self.params.crash * 0.5) && !records.is_empty() {
             // Power loss or EIO during the write: some prefix of the records reached the disk,
@@ -605,7 +611,9 @@ impl Sim {
                 ));
             }
             if let Body::VoteResponse { granted: true } = m.body {
-                if disk_hs.vote != Some(m.to) || disk_hs.term != m.term {
+                // A later term on disk also forbids voting again in the granted one.
+                let recorded = disk_hs.term > m.term || disk_hs.vote == Some(m.to);
+                if !recorded {
                     return Err(format!(
                         "node {id} granted a vote to {} before persisting it",
                         m.to
