@@ -18,6 +18,8 @@ pub struct Cluster {
     /// Everything delivered, rendered, since the last `take_log`.
     pub log: String,
     pub seed: Option<u64>,
+    /// Tunables every node (re)starts with; id and seed are set per node.
+    pub template: Config,
 }
 
 impl Cluster {
@@ -37,15 +39,24 @@ impl Cluster {
             read_states: BTreeMap::new(),
             log: String::new(),
             seed,
+            template: Config::new(0, 0),
         };
+        tune(&mut c.template);
         for &id in &voters {
-            let mut cfg = Config::new(id, seed.unwrap_or(id));
-            tune(&mut cfg);
+            let cfg = c.config(id, seed.unwrap_or(id));
             c.nodes.insert(id, Some(Raft::bootstrap(cfg, &voters)));
             c.disks.insert(id, Stored::default());
         }
         c.flush_all();
         c
+    }
+
+    pub fn config(&self, id: NodeId, seed: u64) -> Config {
+        Config {
+            id,
+            seed,
+            ..self.template.clone()
+        }
     }
 
     pub fn node(&self, id: NodeId) -> &Raft {
@@ -78,7 +89,7 @@ impl Cluster {
 
     /// Add a fresh, empty node (to be added as learner).
     pub fn add_empty(&mut self, id: NodeId) {
-        let raft = Raft::restart(Config::new(id, id), Stored::default()).expect("empty state is valid");
+        let raft = Raft::restart(self.config(id, id), Stored::default()).expect("empty state is valid");
         self.nodes.insert(id, Some(raft));
         self.disks.insert(id, Stored::default());
     }
@@ -175,16 +186,44 @@ impl Cluster {
         std::mem::take(&mut self.log)
     }
 
-    /// Let `id` campaign and everything settle.
+    /// Let the other nodes' election timers run out (so no leader lease protects the current
+    /// leader), dropping any campaign of their own, then let `id` campaign and settle.
     pub fn elect(&mut self, id: NodeId) {
-        self.node_mut(id).campaign_now();
-        self.stabilize();
+        // A node behind on terms learns the current term from its first rejected pre-vote.
+        for _ in 0..3 {
+            self.expire_leases(id);
+            self.node_mut(id).campaign_now();
+            self.stabilize();
+            if self.role(id) == Role::Leader {
+                break;
+            }
+        }
         assert_eq!(
             self.role(id),
             Role::Leader,
             "node {id} should have won:\n{}",
             self.log
         );
+    }
+
+    /// Run every other follower's election timer out, dropping any campaign of its own.
+    pub fn expire_leases(&mut self, id: NodeId) {
+        let others: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(&o, r)| o != id && r.is_some())
+            .map(|(&o, _)| o)
+            .collect();
+        for &o in &others {
+            let ticks = self.template.election_ticks;
+            if self.role(o) != Role::Leader {
+                for _ in 0..ticks {
+                    self.node_mut(o).tick();
+                }
+                self.flush(o);
+                self.queue.retain(|m| m.from != o);
+            }
+        }
     }
 
     pub fn propose(&mut self, id: NodeId, data: &str) -> Result<Index, RaftError> {
@@ -220,7 +259,7 @@ impl Cluster {
 
     pub fn restart(&mut self, id: NodeId) {
         let stored = self.disks[&id].clone();
-        let raft = Raft::restart(Config::new(id, id + 100), stored).expect("stored state is valid");
+        let raft = Raft::restart(self.config(id, id + 100), stored).expect("stored state is valid");
         self.nodes.insert(id, Some(raft));
         self.applied.insert(id, Vec::new());
     }
