@@ -491,7 +491,14 @@ impl Sim {
             snapshot: disk.snapshot.clone(),
             entries: disk.entries,
         };
-        let raft = Raft::restart(cfg, stored).unwrap_or_else(|e| panic!("node {id} cannot restart: {e}"));
+        // A founding node that crashed before its first write starts over, as a driver does
+        // when it finds no state at all.
+        let empty = stored.hard_state.term <= 1 && stored.snapshot.is_none() && stored.entries.is_empty();
+        let raft = if empty && id <= self.params.voters {
+            Raft::bootstrap(cfg, &(1..=self.params.voters).collect::<Vec<_>>())
+        } else {
+            Raft::restart(cfg, stored).unwrap_or_else(|e| panic!("node {id} cannot restart: {e}"))
+        };
         node.process = Some(Process::new(raft, disk.snapshot.as_ref()));
         self.log(|| format!("restart {id}"));
     }
