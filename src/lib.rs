@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod daemon;
 pub mod image;
 pub mod raft;
