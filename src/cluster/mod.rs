@@ -1,3 +1,5 @@
-//! Drives the pure raft core over real I/O: the write-ahead log on disk.
+//! Drives the pure raft core over real I/O: the write-ahead log on disk and the encrypted
+//! transport between peers.
 
+pub mod transport;
 pub mod wal;
