@@ -1,0 +1,163 @@
+//! Real processes: a 3-node `shoal raft-node` cluster on loopback, with the WAL on disk and
+//! the encrypted transport. Kill -9 the leader, check failover, restart it, check catch-up.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+struct Node {
+    id: u64,
+    raft: SocketAddr,
+    client: SocketAddr,
+    data: PathBuf,
+    child: Option<Child>,
+}
+
+fn ask(addr: SocketAddr, line: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(6))).ok()?;
+    s.write_all(format!("{line}\n").as_bytes()).ok()?;
+    let mut answer = String::new();
+    BufReader::new(s).read_line(&mut answer).ok()?;
+    Some(answer.trim().to_string())
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+    key_file: PathBuf,
+}
+
+impl Cluster {
+    fn start(&mut self, i: usize) {
+        let n = &self.nodes[i];
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal"));
+        cmd.arg("raft-node")
+            .args(["--id", &n.id.to_string(), "--data", n.data.to_str().unwrap()])
+            .args(["--listen", &n.raft.to_string(), "--client", &n.client.to_string()])
+            .args([
+                "--key-file",
+                self.key_file.to_str().unwrap(),
+                "--bootstrap",
+                "--snapshot-every",
+                "20",
+            ]);
+        for p in &self.nodes {
+            if p.id != n.id {
+                cmd.args(["--peer", &format!("{}={}", p.id, p.raft)]);
+            }
+        }
+        self.nodes[i].child = Some(cmd.spawn().expect("shoal binary starts"));
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// The index of the node that says it leads (and is running).
+    fn leader(&self) -> Option<usize> {
+        self.nodes.iter().position(|n| {
+            n.child.is_some()
+                && ask(n.client, "status").is_some_and(|s| s.split(' ').nth(2) == Some("leader"))
+        })
+    }
+
+    fn wait_leader(&self, within: Duration) -> usize {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = self.leader() {
+                return l;
+            }
+            assert!(start.elapsed() < within, "no leader within {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+#[test]
+fn three_processes_survive_leader_kill_and_restart() {
+    let base = std::env::temp_dir().join(format!("shoal-raft-cluster-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let key_file = base.join("cluster.key");
+    std::fs::write(&key_file, "11".repeat(32)).unwrap();
+    let nodes = (1..=3)
+        .map(|id| Node {
+            id,
+            raft: free_addr(),
+            client: free_addr(),
+            data: base.join(format!("n{id}")),
+            child: None,
+        })
+        .collect();
+    let mut c = Cluster { nodes, key_file };
+    for i in 0..3 {
+        c.start(i);
+    }
+    let leader = c.wait_leader(Duration::from_secs(10));
+    for k in 0..30 {
+        assert_eq!(
+            ask(c.nodes[leader].client, &format!("put k{k} v{k}"))
+                .unwrap()
+                .split(' ')
+                .next(),
+            Some("ok")
+        );
+    }
+    let follower = (leader + 1) % 3;
+    assert_eq!(
+        ask(c.nodes[follower].client, "get k29").as_deref(),
+        Some("value v29"),
+        "read via a follower"
+    );
+    assert!(ask(c.nodes[follower].client, "put a b")
+        .unwrap()
+        .starts_with("redirect"));
+
+    // kill -9 the leader: a new one takes over and keeps every acknowledged write.
+    c.kill(leader);
+    let killed = Instant::now();
+    let new_leader = c.wait_leader(Duration::from_secs(10));
+    println!("failover after kill -9: {:?}", killed.elapsed());
+    assert_ne!(new_leader, leader);
+    assert_eq!(
+        ask(c.nodes[new_leader].client, "get k0").as_deref(),
+        Some("value v0")
+    );
+    assert!(ask(c.nodes[new_leader].client, "put after kill")
+        .unwrap()
+        .starts_with("ok"));
+
+    // The old leader restarts from its WAL and snapshot and catches up.
+    c.start(leader);
+    let start = Instant::now();
+    loop {
+        let answer = ask(c.nodes[leader].client, "get after");
+        if answer.as_deref() == Some("value kill") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "restarted node did not catch up: {answer:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(c);
+    std::fs::remove_dir_all(&base).unwrap();
+}
