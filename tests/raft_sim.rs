@@ -409,3 +409,29 @@ fn vote_is_persisted_before_reply_and_survives_restart() {
         .iter()
         .any(|m| matches!(m.body, Body::VoteResponse { granted: false })));
 }
+
+/// The raft core stays pure: no async runtime, no syscalls, no files, no clock.
+#[test]
+fn raft_core_imports_no_io() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/raft");
+    let forbidden = [
+        "smol",
+        "rustix",
+        "std::fs",
+        "std::net",
+        "std::time",
+        "libc::",
+        "std::thread",
+        "std::io",
+    ];
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("src/raft exists") {
+        let path = entry.expect("readable dir").path();
+        let text = std::fs::read_to_string(&path).expect("readable source");
+        for word in forbidden {
+            assert!(!text.contains(word), "{} mentions {word}", path.display());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 4, "expected the raft sources in {}", dir.display());
+}

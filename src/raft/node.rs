@@ -419,7 +419,8 @@ impl Raft {
         {
             self.send(to, Body::TimeoutNow);
         } else {
-            self.send_append(to);
+            // Even with nothing new to send: the target may have lost appends and must say so.
+            self.send_append_or_empty(to, true);
         }
         Ok(())
     }
@@ -1177,7 +1178,28 @@ impl Raft {
             self.leader_read(from, ctx);
         }
         if !self.membership.is_voter(self.id()) && self.pending_conf_index <= index {
-            // Our own removal is committed: hand over by stepping down.
+            // Our own removal is committed: tell everyone, ask the most up-to-date voter to
+            // campaign at once, and step down.
+            let peers: Vec<NodeId> = self
+                .progress
+                .keys()
+                .copied()
+                .filter(|&p| p != self.id())
+                .collect();
+            for peer in peers {
+                self.send_append(peer);
+            }
+            let successor = self
+                .membership
+                .voters
+                .iter()
+                .filter_map(|id| self.progress.get(id).map(|pr| (pr.matched, *id)))
+                .max();
+            if let Some((matched, id)) = successor {
+                if matched == self.log.last_index() {
+                    self.send(id, Body::TimeoutNow);
+                }
+            }
             self.become_follower(self.term, None);
         }
     }
