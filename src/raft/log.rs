@@ -144,3 +144,74 @@ impl Log {
         self.snapshot = meta;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_with(terms: &[Term]) -> Log {
+        let mut log = Log::default();
+        for (i, &term) in terms.iter().enumerate() {
+            log.entries.push(Entry {
+                term,
+                index: i as u64 + 1,
+                payload: Payload::Noop,
+            });
+        }
+        log
+    }
+
+    fn entry(index: Index, term: Term) -> Entry {
+        Entry {
+            term,
+            index,
+            payload: Payload::Noop,
+        }
+    }
+
+    #[test]
+    fn conflict_hint_skips_a_whole_term_at_once() {
+        // Follower: 1 1 1 4 4 4 4; leader probes at 7 with term 6 (its log: 1 1 1 5 5 6 6).
+        let log = log_with(&[1, 1, 1, 4, 4, 4, 4]);
+        assert_eq!(log.conflict_hint(7, 6), RejectHint { index: 7, term: 4 });
+        // The leader then looks for its last index with term <= 4: index 3.
+        let leader = log_with(&[1, 1, 1, 5, 5, 6, 6]);
+        assert_eq!(leader.conflict_hint(7, 4).index, 3);
+    }
+
+    #[test]
+    fn append_truncates_at_the_first_conflict_only() {
+        let mut log = log_with(&[1, 1, 2, 2]);
+        log.persisted = 4;
+        log.committed = 2;
+        let changed = log
+            .append_after(2, vec![entry(3, 2), entry(4, 3), entry(5, 3)])
+            .unwrap();
+        assert!(!changed);
+        let terms: Vec<Term> = log.entries.iter().map(|e| e.term).collect();
+        assert_eq!(terms, vec![1, 1, 2, 3, 3]);
+        assert_eq!(log.persisted, 3, "the replaced entry is no longer durable");
+    }
+
+    #[test]
+    fn append_refuses_to_overwrite_committed_entries() {
+        let mut log = log_with(&[1, 1, 2]);
+        log.committed = 3;
+        assert_eq!(log.append_after(2, vec![entry(3, 3)]), Err(3));
+        assert_eq!(log.term(3), Some(2));
+    }
+
+    #[test]
+    fn compaction_keeps_terms_and_membership_of_the_prefix() {
+        let mut log = log_with(&[1, 1, 2]);
+        log.entries[0].payload = Payload::Membership(Membership::voters(&[1, 2, 3]));
+        log.applied = 2;
+        let meta = log.compact(2).unwrap();
+        assert_eq!((meta.index, meta.term), (2, 1));
+        assert_eq!(log.first_index(), 3);
+        assert_eq!(log.term(2), Some(1));
+        assert_eq!(log.term(1), None);
+        assert!(log.membership_at(3).is_voter(3));
+        assert!(log.compact(3).is_none(), "index 3 is not applied yet");
+    }
+}

@@ -221,3 +221,47 @@ impl Message {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn membership_changes_one_server_at_a_time() {
+        let m = Membership::voters(&[1, 2, 3]);
+        let m = m.apply(ConfChange::AddLearner(4)).unwrap();
+        assert!(m.learners.contains(&4) && !m.is_voter(4));
+        let m = m.apply(ConfChange::AddVoter(4)).unwrap();
+        assert!(m.is_voter(4) && m.learners.is_empty());
+        assert_eq!(m.quorum(), 3);
+        assert!(m.apply(ConfChange::AddVoter(4)).is_err());
+        assert!(m.apply(ConfChange::Remove(9)).is_err());
+        let single = Membership::voters(&[1]);
+        assert!(
+            single.apply(ConfChange::Remove(1)).is_err(),
+            "a cluster keeps one voter"
+        );
+    }
+
+    #[test]
+    fn messages_roundtrip_through_postcard() {
+        let m = Message {
+            from: 1,
+            to: 2,
+            term: 7,
+            body: Body::Append {
+                prev_index: 3,
+                prev_term: 6,
+                entries: vec![Entry {
+                    term: 7,
+                    index: 4,
+                    payload: Payload::Command(b"x".to_vec()),
+                }],
+                commit: 3,
+            },
+        };
+        let bytes = postcard::to_allocvec(&m).unwrap();
+        assert_eq!(postcard::from_bytes::<Message>(&bytes).unwrap(), m);
+        assert!(postcard::from_bytes::<Message>(&bytes[..bytes.len() - 1]).is_err());
+    }
+}

@@ -1257,3 +1257,81 @@ impl Raft {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drive(raft: &mut Raft) -> Ready {
+        let ready = raft.ready();
+        raft.advance();
+        ready
+    }
+
+    #[test]
+    fn single_voter_elects_itself_and_commits_after_persisting() {
+        let mut raft = Raft::bootstrap(Config::new(1, 5), &[1]);
+        drive(&mut raft);
+        for _ in 0..10 {
+            raft.tick();
+        }
+        assert_eq!(raft.status().role, Role::Leader);
+        let index = raft.propose(b"x".to_vec()).unwrap();
+        let ready = raft.ready();
+        assert!(ready.entries.iter().any(|e| e.index == index));
+        assert!(
+            ready.committed.iter().all(|e| e.index < index),
+            "nothing commits before it is persisted"
+        );
+        raft.advance();
+        let ready = drive(&mut raft);
+        assert_eq!(ready.committed.last().map(|e| e.index), Some(index));
+    }
+
+    #[test]
+    fn followers_refuse_proposals_naming_the_leader() {
+        let mut raft = Raft::bootstrap(Config::new(2, 5), &[1, 2, 3]);
+        raft.step(Message {
+            from: 1,
+            to: 2,
+            term: 2,
+            body: Body::Heartbeat {
+                commit: 1,
+                read_seq: 0,
+            },
+        });
+        assert_eq!(
+            raft.propose(vec![]),
+            Err(RaftError::NotLeader { leader: Some(1) })
+        );
+        assert!(raft.propose_change(ConfChange::AddLearner(4)).is_err());
+    }
+
+    #[test]
+    fn restart_rejects_a_gap_in_stored_entries() {
+        let stored = Stored {
+            hard_state: HardState {
+                term: 2,
+                vote: None,
+                commit: 0,
+            },
+            snapshot: None,
+            entries: vec![
+                Entry {
+                    term: 1,
+                    index: 1,
+                    payload: Payload::Noop,
+                },
+                Entry {
+                    term: 1,
+                    index: 3,
+                    payload: Payload::Noop,
+                },
+            ],
+        };
+        let err = Raft::restart(Config::new(1, 1), stored)
+            .err()
+            .expect("gap must be refused");
+        assert!(err.to_string().contains("entry 3"), "{err}");
+    }
+}
