@@ -16,6 +16,7 @@ struct Node {
     raft: SocketAddr,
     client: SocketAddr,
     data: PathBuf,
+    key_file: PathBuf,
     child: Option<Child>,
 }
 
@@ -30,7 +31,6 @@ fn ask(addr: SocketAddr, line: &str) -> Option<String> {
 
 struct Cluster {
     nodes: Vec<Node>,
-    key_file: PathBuf,
 }
 
 impl Cluster {
@@ -42,11 +42,12 @@ impl Cluster {
             .args(["--listen", &n.raft.to_string(), "--client", &n.client.to_string()])
             .args([
                 "--key-file",
-                self.key_file.to_str().unwrap(),
+                n.key_file.to_str().unwrap(),
                 "--bootstrap",
                 "--snapshot-every",
                 "20",
-            ]);
+            ])
+            .stderr(std::fs::File::create(n.data.with_extension("log")).unwrap());
         for p in &self.nodes {
             if p.id != n.id {
                 cmd.args(["--peer", &format!("{}={}", p.id, p.raft)]);
@@ -105,26 +106,61 @@ fn fsync_cost(dir: &std::path::Path) -> Duration {
     times[times.len() / 2]
 }
 
-#[test]
-fn three_processes_survive_leader_kill_and_restart() {
-    let base = std::env::temp_dir().join(format!("shoal-raft-cluster-{}", std::process::id()));
+/// A fresh directory and `n` nodes; node `i` uses key file `keys[i]` (hex text).
+fn cluster(name: &str, keys: &[&str]) -> (Cluster, PathBuf) {
+    let base = std::env::temp_dir().join(format!("shoal-raft-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).unwrap();
-    let key_file = base.join("cluster.key");
-    std::fs::write(&key_file, "11".repeat(32)).unwrap();
-    let nodes = (1..=3)
-        .map(|id| Node {
-            id,
-            raft: free_addr(),
-            client: free_addr(),
-            data: base.join(format!("n{id}")),
-            child: None,
+    let nodes = keys
+        .iter()
+        .zip(1..)
+        .map(|(key, id)| {
+            let key_file = base.join(format!("n{id}.key"));
+            std::fs::write(&key_file, key).unwrap();
+            Node {
+                id,
+                raft: free_addr(),
+                client: free_addr(),
+                data: base.join(format!("n{id}")),
+                key_file,
+                child: None,
+            }
         })
         .collect();
-    let mut c = Cluster { nodes, key_file };
-    for i in 0..3 {
+    let mut c = Cluster { nodes };
+    for i in 0..keys.len() {
         c.start(i);
     }
+    (c, base)
+}
+
+#[test]
+fn node_without_the_cluster_key_is_refused_and_logged() {
+    let good = "11".repeat(32);
+    let bad = "22".repeat(32);
+    let (c, base) = cluster("wrong-key", &[&good, &good, &bad]);
+    let leader = c.wait_leader(Duration::from_secs(10));
+    assert_ne!(leader, 2, "the node without the key cannot lead");
+    assert!(ask(c.nodes[leader].client, "put x 1").unwrap().starts_with("ok"));
+    std::thread::sleep(Duration::from_millis(1500));
+    let outsider = ask(c.nodes[2].client, "status").unwrap();
+    assert_eq!(
+        outsider.split(' ').nth(3),
+        Some("none"),
+        "outsider learned of a leader: {outsider}"
+    );
+    let logs: String = (0..2)
+        .map(|i| std::fs::read_to_string(c.nodes[i].data.with_extension("log")).unwrap())
+        .collect();
+    assert!(logs.contains("refused"), "refusal not logged:\n{logs}");
+    drop(c);
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn three_processes_survive_leader_kill_and_restart() {
+    let key = "11".repeat(32);
+    let (mut c, base) = cluster("kill", &[&key, &key, &key]);
     let leader = c.wait_leader(Duration::from_secs(10));
     let term_of = |n: &Node| ask(n.client, "status").and_then(|s| s.split(' ').nth(1).map(str::to_string));
     let term = term_of(&c.nodes[leader]);

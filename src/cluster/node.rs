@@ -33,16 +33,18 @@ pub struct NodeArgs {
     pub bootstrap: bool,
     pub tick: Duration,
     pub snapshot_every: u64,
+    pub log_level: log::LevelFilter,
 }
 
 const USAGE: &str = "usage: shoal raft-node --id N --data DIR --listen ADDR --client ADDR \
---key-file FILE [--peer ID=ADDR]... [--bootstrap] [--tick-ms MS] [--snapshot-every N]";
+--key-file FILE [--peer ID=ADDR]... [--bootstrap] [--tick-ms MS] [--snapshot-every N] [--log-level LEVEL]";
 
 pub fn parse_args(args: &[String]) -> Result<NodeArgs, String> {
     let mut it = args.iter();
     let (mut id, mut data, mut listen, mut client, mut key) = (None, None, None, None, None);
     let mut peers = BTreeMap::new();
     let (mut bootstrap, mut tick_ms, mut snapshot_every) = (false, 100u64, 1000u64);
+    let mut log_level = log::LevelFilter::Info;
     while let Some(flag) = it.next() {
         if flag == "--bootstrap" {
             bootstrap = true;
@@ -60,6 +62,7 @@ pub fn parse_args(args: &[String]) -> Result<NodeArgs, String> {
             "--key-file" => key = Some(read_key(value)?),
             "--tick-ms" => tick_ms = value.parse().map_err(|e| bad(&e))?,
             "--snapshot-every" => snapshot_every = value.parse().map_err(|e| bad(&e))?,
+            "--log-level" => log_level = value.parse().map_err(|e| bad(&e))?,
             "--peer" => {
                 let (pid, addr) = value.split_once('=').ok_or_else(|| bad(&"expected ID=ADDR"))?;
                 let pid: NodeId = pid.parse().map_err(|e| bad(&e))?;
@@ -82,6 +85,7 @@ pub fn parse_args(args: &[String]) -> Result<NodeArgs, String> {
         bootstrap,
         tick: Duration::from_millis(tick_ms.max(1)),
         snapshot_every: snapshot_every.max(1),
+        log_level,
     })
 }
 
@@ -109,6 +113,23 @@ fn read_key(path: &str) -> Result<[u8; 32], String> {
     Ok(key)
 }
 
+/// `LEVEL message` lines on stderr (refused peers, torn WAL tails, lost connections).
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            eprintln!("raft-node {} {}", record.level(), record.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+static STDERR_LOG: StderrLog = StderrLog;
+
 /// Entry point of `shoal raft-node`; returns the exit code.
 pub fn node_main(args: &[String]) -> i32 {
     let args = match parse_args(args) {
@@ -118,6 +139,9 @@ pub fn node_main(args: &[String]) -> i32 {
             return 2;
         }
     };
+    if log::set_logger(&STDERR_LOG).is_ok() {
+        log::set_max_level(args.log_level);
+    }
     match smol::block_on(run(args)) {
         Ok(()) => 0,
         Err(e) => {
