@@ -1,6 +1,8 @@
 //! Deterministic simulation of the raft core, plus named regressions and scenario scripts.
 //!
-//! `SHOAL_RAFT_SEEDS=N` runs N seeds (default 2000); `SHOAL_RAFT_SEED=S` replays one seed;
+//! `SHOAL_RAFT_SEEDS=N` runs N seeds (default 2000) from `SHOAL_RAFT_FIRST` (default 0), so a
+//! soak is `SHOAL_RAFT_FIRST=2000 SHOAL_RAFT_SEEDS=100000 cargo test --test raft_sim simulate_seeds`;
+//! `SHOAL_RAFT_SEED=S` replays one seed;
 //! `SHOAL_RAFT_TRACE=1` prints its events.
 
 #[path = "raft/mod.rs"]
@@ -30,7 +32,11 @@ fn simulate_seeds() {
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(2000);
-            (0, n)
+            let first = std::env::var("SHOAL_RAFT_FIRST")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            (first, n)
         }
     };
     let started = Instant::now();
