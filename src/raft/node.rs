@@ -221,16 +221,14 @@ impl Raft {
             raft.log.restore(snap.meta.clone());
             raft.snapshot = Some(snap);
         }
-        let mut expected = raft.log.first_index();
         let mut prev_term = raft.log.snapshot.term;
-        for e in &stored.entries {
+        for (expected, e) in (raft.log.first_index()..).zip(&stored.entries) {
             if e.index != expected || e.term < prev_term {
                 return Err(RaftError::CorruptState(format!(
                     "entry {} (term {}) where index {expected} (term >= {prev_term}) was expected",
                     e.index, e.term
                 )));
             }
-            expected += 1;
             prev_term = e.term;
         }
         raft.log.entries = stored.entries;
@@ -597,11 +595,7 @@ impl Raft {
                     self.count_vote(from, granted);
                 }
             }
-            Body::VoteResponse { granted } => {
-                if self.role == Role::Candidate {
-                    self.count_vote(from, granted);
-                }
-            }
+            Body::VoteResponse { granted } if self.role == Role::Candidate => self.count_vote(from, granted),
             Body::Append {
                 prev_index,
                 prev_term,
@@ -626,10 +620,8 @@ impl Raft {
                 self.heard_from_leader(from);
                 self.handle_snapshot_chunk(from, meta, offset, data, done);
             }
-            Body::TimeoutNow => {
-                if self.role != Role::Leader && self.membership.is_voter(self.id()) {
-                    self.campaign(Campaign::Transfer);
-                }
+            Body::TimeoutNow if self.role != Role::Leader && self.membership.is_voter(self.id()) => {
+                self.campaign(Campaign::Transfer)
             }
             Body::ReadIndexResponse { ctx, index } => self.read_states.push(ReadState { ctx, index }),
             Body::AppendResponse { .. }
