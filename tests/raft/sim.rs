@@ -59,10 +59,10 @@ impl Params {
             loss: *rng.pick(&[0.0, 0.02, 0.1, 0.3]).expect("non-empty"),
             dup: *rng.pick(&[0.0, 0.02, 0.1]).expect("non-empty"),
             long_delay: *rng.pick(&[0.0, 0.02, 0.1]).expect("non-empty"),
-            crash: *rng.pick(&[0.0, 0.001, 0.003]).expect("non-empty"),
-            partition: *rng.pick(&[0.0, 0.002, 0.005]).expect("non-empty"),
+            crash: *rng.pick(&[0.0, 0.001, 0.003, 0.01]).expect("non-empty"),
+            partition: *rng.pick(&[0.0, 0.002, 0.005, 0.02]).expect("non-empty"),
             churn: *rng.pick(&[0.0, 0.002, 0.005]).expect("non-empty"),
-            transfer: *rng.pick(&[0.0, 0.001, 0.003]).expect("non-empty"),
+            transfer: *rng.pick(&[0.0, 0.001, 0.003, 0.01]).expect("non-empty"),
             snapshot_every: rng.range(5, 40),
             clients: rng.range(1, 4),
         }
