@@ -216,7 +216,12 @@ impl Sim {
 
     fn config(&mut self, id: NodeId) -> Config {
         let mut cfg = Config::new(id, self.rng.next_u64());
-        cfg.max_msg_bytes = self.rng.range(40, 400) as usize;
+        // Sometimes one entry per append, so a batch can be split by loss and crashes.
+        cfg.max_msg_bytes = if self.rng.chance(0.3) {
+            1
+        } else {
+            self.rng.range(40, 400) as usize
+        };
         cfg.max_inflight_msgs = self.rng.range(1, 8) as usize;
         cfg.max_inflight_bytes = self.rng.range(100, 4000) as usize;
         cfg.snapshot_chunk_bytes = self.rng.range(8, 64) as usize;
@@ -357,7 +362,12 @@ impl Sim {
         // Crash-stop at an instant with nothing in flight; mid-write crashes happen in
         // `handle_ready`.
         if self.rng.chance(self.params.crash) {
-            if let Some(&id) = self.rng.pick(&ids) {
+            // Leaders half the time: their crashes leave the interesting partial logs.
+            let victim = match self.leader_id() {
+                Some(l) if self.rng.chance(0.5) => Some(l),
+                _ => self.rng.pick(&ids).copied(),
+            };
+            if let Some(id) = victim {
                 self.crash(id, "crash");
             }
         }
