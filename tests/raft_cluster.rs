@@ -227,3 +227,39 @@ fn three_processes_survive_leader_kill_and_restart() {
     drop(c);
     std::fs::remove_dir_all(&base).unwrap();
 }
+
+#[test]
+fn five_processes_tolerate_two_failures() {
+    let key = "33".repeat(32);
+    let (mut c, base) = cluster("five", &[&key, &key, &key, &key, &key]);
+    let leader = c.wait_leader(Duration::from_secs(10));
+    assert!(ask(c.nodes[leader].client, "put a 1").unwrap().starts_with("ok"));
+    let other = (leader + 1) % 5;
+    c.kill(leader);
+    c.kill(other);
+    let killed = Instant::now();
+    let new_leader = c.wait_leader(Duration::from_secs(10));
+    println!(
+        "5 nodes, failover after kill -9 of the leader and a follower: {:?}",
+        killed.elapsed()
+    );
+    assert_eq!(
+        ask(c.nodes[new_leader].client, "get a").as_deref(),
+        Some("value 1")
+    );
+    assert!(ask(c.nodes[new_leader].client, "put b 2")
+        .unwrap()
+        .starts_with("ok"));
+    c.start(leader);
+    c.start(other);
+    let start = Instant::now();
+    while ask(c.nodes[other].client, "get b").as_deref() != Some("value 2") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "restarted follower did not catch up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(c);
+    std::fs::remove_dir_all(&base).unwrap();
+}
