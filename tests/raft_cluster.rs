@@ -263,3 +263,52 @@ fn five_processes_tolerate_two_failures() {
     drop(c);
     std::fs::remove_dir_all(&base).unwrap();
 }
+
+/// Leader failover time over repeated kill -9 (`SHOAL_RAFT_FAILOVERS=N`, default 5).
+#[test]
+fn failover_time_after_leader_kill() {
+    let rounds: usize = std::env::var("SHOAL_RAFT_FAILOVERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let key = "44".repeat(32);
+    let (mut c, base) = cluster("failover", &[&key, &key, &key]);
+    let mut times = Vec::new();
+    for round in 0..rounds {
+        let leader = c.wait_leader(Duration::from_secs(10));
+        assert!(ask(c.nodes[leader].client, &format!("put r {round}"))
+            .unwrap()
+            .starts_with("ok"));
+        c.kill(leader);
+        let killed = Instant::now();
+        let new_leader = c.wait_leader(Duration::from_secs(10));
+        times.push(killed.elapsed());
+        assert_eq!(
+            ask(c.nodes[new_leader].client, "get r"),
+            Some(format!("value {round}"))
+        );
+        c.start(leader);
+        // Let the restarted node catch up before the next round.
+        let start = Instant::now();
+        while ask(c.nodes[leader].client, "get r") != Some(format!("value {round}")) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "restarted node did not catch up"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    times.sort();
+    println!(
+        "failover over {rounds} kills: median {:?}, max {:?}",
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+    assert!(
+        times[times.len() / 2] < Duration::from_secs(3),
+        "median failover {:?}",
+        times[times.len() / 2]
+    );
+    drop(c);
+    std::fs::remove_dir_all(&base).unwrap();
+}
