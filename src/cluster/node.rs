@@ -345,8 +345,14 @@ async fn run(args: NodeArgs) -> Result<(), String> {
 
 async fn serve_clients(listener: TcpListener, requests: Sender<Request>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, say: wait instead of spinning.
+                log::warn!("raft-node: accepting a client failed: {e}");
+                smol::Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let requests = requests.clone();
         smol::spawn(async move {
