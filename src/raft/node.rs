@@ -1326,4 +1326,99 @@ mod tests {
             .expect("gap must be refused");
         assert!(err.to_string().contains("entry 3"), "{err}");
     }
+
+    /// Elect node 1 of {1, 2} by hand and return it with its progress in Replicate mode.
+    fn leader_of_two(tune: impl Fn(&mut Config)) -> Raft {
+        let mut cfg = Config::new(1, 5);
+        tune(&mut cfg);
+        let mut raft = Raft::bootstrap(cfg, &[1, 2]);
+        raft.campaign_now();
+        drive(&mut raft);
+        raft.step(Message {
+            from: 2,
+            to: 1,
+            term: 2,
+            body: Body::PreVoteResponse { granted: true },
+        });
+        drive(&mut raft);
+        raft.step(Message {
+            from: 2,
+            to: 1,
+            term: 2,
+            body: Body::VoteResponse { granted: true },
+        });
+        assert_eq!(raft.status().role, Role::Leader);
+        drive(&mut raft);
+        raft.step(Message {
+            from: 2,
+            to: 1,
+            term: 2,
+            body: Body::AppendResponse {
+                index: 2,
+                reject: None,
+            },
+        });
+        drive(&mut raft);
+        raft
+    }
+
+    fn appends_to_2(ready: &Ready) -> Vec<(usize, usize)> {
+        ready
+            .messages
+            .iter()
+            .filter_map(|m| match &m.body {
+                Body::Append { entries, .. } if m.to == 2 && !entries.is_empty() => {
+                    Some((entries.len(), entries.iter().map(Entry::size).sum()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn flow_control_bounds_appends_in_flight() {
+        let mut raft = leader_of_two(|cfg| {
+            cfg.max_inflight_msgs = 2;
+            cfg.max_msg_bytes = 100;
+        });
+        let mut sent = Vec::new();
+        for _ in 0..20 {
+            raft.propose(vec![0; 50]).unwrap();
+            sent.extend(appends_to_2(&drive(&mut raft)));
+        }
+        assert_eq!(
+            sent.len(),
+            2,
+            "a silent follower gets at most two appends in flight: {sent:?}"
+        );
+        // One acknowledgement opens one slot; the next append batches what piled up.
+        let acked = 2 + sent[0].0 as u64;
+        raft.step(Message {
+            from: 2,
+            to: 1,
+            term: 2,
+            body: Body::AppendResponse {
+                index: acked,
+                reject: None,
+            },
+        });
+        let more = appends_to_2(&drive(&mut raft));
+        assert_eq!(more.len(), 1);
+        assert!(
+            more[0].1 <= 100 || more[0].0 == 1,
+            "batch of {} bytes exceeds max_msg_bytes",
+            more[0].1
+        );
+    }
+
+    #[test]
+    fn proposals_accumulated_between_readies_go_out_in_one_append() {
+        let mut raft = leader_of_two(|cfg| cfg.max_msg_bytes = 1 << 20);
+        for i in 0..10u8 {
+            raft.propose(vec![i]).unwrap();
+        }
+        let batches = appends_to_2(&drive(&mut raft));
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].0, 10);
+    }
 }
