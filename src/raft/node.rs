@@ -524,7 +524,7 @@ impl Raft {
 
     /// Handle one message from a peer. Malformed or stale messages are dropped.
     pub fn step(&mut self, m: Message) {
-        if m.to != self.id() || m.from == self.id() {
+        if m.to != self.id() || m.from == self.id() || !plausible(&m, self.log.last_index()) {
             return;
         }
         if m.term > self.term {
@@ -1250,6 +1250,30 @@ impl Raft {
     }
 }
 
+/// Indexes a correct peer could send: anything else (a bug or a hostile key holder) is dropped
+/// so arithmetic on it cannot overflow.
+fn plausible(m: &Message, last_index: Index) -> bool {
+    const LIMIT: u64 = u64::MAX / 4;
+    match &m.body {
+        Body::AppendResponse { index, reject: None } | Body::SnapshotResponse { index, .. } => {
+            *index <= last_index
+        }
+        Body::AppendResponse {
+            index,
+            reject: Some(hint),
+        } => *index < LIMIT && hint.index < LIMIT,
+        Body::Append {
+            prev_index,
+            entries,
+            commit,
+            ..
+        } => *prev_index < LIMIT && *commit < LIMIT && entries.len() < (LIMIT as usize),
+        Body::InstallSnapshot { meta, offset, .. } => meta.index < LIMIT && *offset < LIMIT,
+        Body::PreVote { last_index, .. } | Body::Vote { last_index, .. } => *last_index < LIMIT,
+        _ => m.term < LIMIT,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1420,5 +1444,98 @@ mod tests {
         let batches = appends_to_2(&drive(&mut raft));
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].0, 10);
+    }
+
+    #[test]
+    fn random_and_extreme_messages_never_panic() {
+        let mut state = 0x1234_5678u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        let mut pick = move |extreme: bool| {
+            let v = next();
+            if extreme && v % 7 == 0 {
+                u64::MAX - v % 3
+            } else {
+                v % 12
+            }
+        };
+        for node in [
+            Raft::bootstrap(Config::new(1, 1), &[1, 2, 3]),
+            leader_of_two(|_| {}),
+        ] {
+            let mut raft = node;
+            for _ in 0..20_000 {
+                let (a, b, c) = (pick(true), pick(true), pick(false));
+                let entries: Vec<Entry> = (0..pick(false) % 3)
+                    .map(|i| Entry {
+                        term: pick(false),
+                        index: a.wrapping_add(i + 1),
+                        payload: Payload::Noop,
+                    })
+                    .collect();
+                let body = match pick(false) % 12 {
+                    0 => Body::PreVote {
+                        last_index: a,
+                        last_term: b,
+                    },
+                    1 => Body::PreVoteResponse { granted: c % 2 == 0 },
+                    2 => Body::Vote {
+                        last_index: a,
+                        last_term: b,
+                        transfer: c % 2 == 0,
+                    },
+                    3 => Body::VoteResponse { granted: c % 2 == 0 },
+                    4 => Body::Append {
+                        prev_index: a,
+                        prev_term: c,
+                        entries,
+                        commit: b,
+                    },
+                    5 => Body::AppendResponse {
+                        index: a,
+                        reject: (c % 2 == 0).then_some(RejectHint { index: b, term: c }),
+                    },
+                    6 => Body::Heartbeat {
+                        commit: a,
+                        read_seq: b,
+                    },
+                    7 => Body::HeartbeatResponse { read_seq: a },
+                    8 => Body::InstallSnapshot {
+                        meta: SnapshotMeta {
+                            index: a,
+                            term: c,
+                            membership: Membership::voters(&[1, 2]),
+                        },
+                        offset: b % 4,
+                        data: vec![1, 2],
+                        done: c % 2 == 0,
+                    },
+                    9 => Body::SnapshotResponse {
+                        index: a,
+                        offset: b,
+                        done: c % 2 == 0,
+                    },
+                    10 => Body::TimeoutNow,
+                    _ => Body::ReadIndex { ctx: vec![1] },
+                };
+                let from = 2 + pick(false) % 2;
+                // Mostly the current term, so the messages get past the term checks.
+                let term = raft.status().term + u64::from(pick(false) % 10 == 0);
+                raft.step(Message {
+                    from,
+                    to: raft.id(),
+                    term,
+                    body,
+                });
+                if pick(false) % 5 == 0 {
+                    raft.tick();
+                }
+                drive(&mut raft);
+            }
+        }
     }
 }
