@@ -174,7 +174,8 @@ async fn run(args: NodeArgs) -> Result<(), String> {
     random_bytes(&mut seed).map_err(|e| format!("reading /dev/urandom: {e}"))?;
     let mut cfg = Config::new(args.id, u64::from_le_bytes(seed));
     cfg.max_uncommitted_bytes = 64 * 1024 * 1024;
-    let fresh = stored.entries.is_empty() && stored.snapshot.is_none() && stored.hard_state.term == 0;
+    // Nothing beyond (part of) the bootstrap record was stored: bootstrap (again).
+    let fresh = stored.entries.is_empty() && stored.snapshot.is_none() && stored.hard_state.term <= 1;
     let mut kv: BTreeMap<String, String> = match &stored.snapshot {
         Some(s) => {
             postcard::from_bytes(&s.data).map_err(|e| format!("snapshot state does not decode: {e}"))?
