@@ -17,6 +17,8 @@ struct Node {
     client: SocketAddr,
     data: PathBuf,
     key_file: PathBuf,
+    /// Extra flags, e.g. `--voters 1,2,3` or none to join instead of bootstrapping.
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -43,10 +45,10 @@ impl Cluster {
             .args([
                 "--key-file",
                 n.key_file.to_str().unwrap(),
-                "--bootstrap",
                 "--snapshot-every",
                 "20",
             ])
+            .args(&n.extra)
             .stderr(std::fs::File::create(n.data.with_extension("log")).unwrap());
         for p in &self.nodes {
             if p.id != n.id {
@@ -106,8 +108,16 @@ fn fsync_cost(dir: &std::path::Path) -> Duration {
     times[times.len() / 2]
 }
 
-/// A fresh directory and `n` nodes; node `i` uses key file `keys[i]` (hex text).
+/// A fresh directory and one running node per key; node `i` uses key `keys[i]` (hex text).
 fn cluster(name: &str, keys: &[&str]) -> (Cluster, PathBuf) {
+    let (mut c, base) = cluster_stopped(name, keys);
+    for i in 0..keys.len() {
+        c.start(i);
+    }
+    (c, base)
+}
+
+fn cluster_stopped(name: &str, keys: &[&str]) -> (Cluster, PathBuf) {
     let base = std::env::temp_dir().join(format!("shoal-raft-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).unwrap();
@@ -123,14 +133,12 @@ fn cluster(name: &str, keys: &[&str]) -> (Cluster, PathBuf) {
                 client: free_addr(),
                 data: base.join(format!("n{id}")),
                 key_file,
+                extra: vec!["--bootstrap".into()],
                 child: None,
             }
         })
         .collect();
-    let mut c = Cluster { nodes };
-    for i in 0..keys.len() {
-        c.start(i);
-    }
+    let c = Cluster { nodes };
     (c, base)
 }
 
@@ -366,6 +374,47 @@ fn acknowledged_writes_survive_leader_kill_under_load() {
         );
     }
     println!("{} acknowledged writes all survived the kill", acked.len());
+    drop(c);
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn a_joining_process_is_added_promoted_and_takes_over() {
+    let key = "66".repeat(32);
+    let (mut c, base) = cluster_stopped("join", &[&key, &key, &key, &key]);
+    for i in 0..3 {
+        c.nodes[i].extra = vec!["--bootstrap".into(), "--voters".into(), "1,2,3".into()];
+    }
+    c.nodes[3].extra = vec![];
+    for i in 0..4 {
+        c.start(i);
+    }
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let l = c.nodes[leader].client;
+    assert!(ask(l, "put before join").unwrap().starts_with("ok"));
+    let answer = ask(l, "add-learner 4").unwrap();
+    assert!(answer.starts_with("ok"), "{answer}");
+    let answer = ask(l, "add-voter 4").unwrap();
+    assert!(answer.starts_with("ok"), "{answer}");
+    assert_eq!(
+        ask(c.nodes[3].client, "get before").as_deref(),
+        Some("value join")
+    );
+    // Hand leadership to the newcomer, then remove the old leader.
+    assert_eq!(ask(l, "transfer 4").as_deref(), Some("ok"));
+    let start = Instant::now();
+    while c.leader() != Some(3) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "transfer to node 4 did not happen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let answer = ask(c.nodes[3].client, &format!("remove {}", leader + 1)).unwrap();
+    assert!(answer.starts_with("ok"), "{answer}");
+    assert!(ask(c.nodes[3].client, "put after remove")
+        .unwrap()
+        .starts_with("ok"));
     drop(c);
     std::fs::remove_dir_all(&base).unwrap();
 }

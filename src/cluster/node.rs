@@ -4,7 +4,9 @@
 //!
 //! Clients speak lines over TCP on `--client`: `put KEY VALUE` answers `ok INDEX` once the
 //! write is applied; `get KEY` answers `value V` or `none` after a ReadIndex round, so reads
-//! are linearizable; `status` answers `id term role leader commit applied`. A node that is not
+//! are linearizable; `add-learner ID`, `add-voter ID` and `remove ID` change the membership
+//! (answered once applied); `transfer ID` hands leadership over; `status` answers
+//! `id term role leader commit applied`. A node that is not
 //! the leader answers `redirect ID` (or `redirect none`); any failure answers `err WHY`.
 //!
 //! The loop follows the raft module's numbered steps: the WAL is fsynced before messages are
@@ -12,7 +14,7 @@
 
 use super::transport::{random_bytes, Transport};
 use super::wal::{Wal, WalError};
-use crate::raft::{Config, Index, NodeId, Payload, Raft, RaftError, Role, Term};
+use crate::raft::{ConfChange, Config, Index, NodeId, Payload, Raft, RaftError, Role, Term};
 use smol::channel::{bounded, Sender};
 use smol::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use smol::net::{TcpListener, TcpStream};
@@ -30,14 +32,15 @@ pub struct NodeArgs {
     pub client: SocketAddr,
     pub peers: BTreeMap<NodeId, SocketAddr>,
     pub key: [u8; 32],
-    pub bootstrap: bool,
+    /// `--bootstrap` founds a cluster of these voters (default: this node and all peers).
+    pub bootstrap: Option<Vec<NodeId>>,
     pub tick: Duration,
     pub snapshot_every: u64,
     pub log_level: log::LevelFilter,
 }
 
 const USAGE: &str = "usage: shoal raft-node --id N --data DIR --listen ADDR --client ADDR \
---key-file FILE [--peer ID=ADDR]... [--bootstrap] [--tick-ms MS] [--snapshot-every N] [--log-level LEVEL]";
+--key-file FILE [--peer ID=ADDR]... [--bootstrap [--voters ID,ID,...]] [--tick-ms MS] [--snapshot-every N] [--log-level LEVEL]";
 
 pub fn parse_args(args: &[String]) -> Result<NodeArgs, String> {
     let mut it = args.iter();
@@ -45,6 +48,7 @@ pub fn parse_args(args: &[String]) -> Result<NodeArgs, String> {
     let mut peers = BTreeMap::new();
     let (mut bootstrap, mut tick_ms, mut snapshot_every) = (false, 100u64, 1000u64);
     let mut log_level = log::LevelFilter::Info;
+    let mut voters: Option<Vec<NodeId>> = None;
     while let Some(flag) = it.next() {
         if flag == "--bootstrap" {
             bootstrap = true;
@@ -63,6 +67,10 @@ pub fn parse_args(args: &[String]) -> Result<NodeArgs, String> {
             "--tick-ms" => tick_ms = value.parse().map_err(|e| bad(&e))?,
             "--snapshot-every" => snapshot_every = value.parse().map_err(|e| bad(&e))?,
             "--log-level" => log_level = value.parse().map_err(|e| bad(&e))?,
+            "--voters" => {
+                let ids: Result<Vec<NodeId>, _> = value.split(',').map(str::parse).collect();
+                voters = Some(ids.map_err(|e| bad(&e))?);
+            }
             "--peer" => {
                 let (pid, addr) = value.split_once('=').ok_or_else(|| bad(&"expected ID=ADDR"))?;
                 let pid: NodeId = pid.parse().map_err(|e| bad(&e))?;
@@ -75,6 +83,7 @@ pub fn parse_args(args: &[String]) -> Result<NodeArgs, String> {
     let id = id.ok_or_else(|| missing("--id"))?;
     let listen = listen.ok_or_else(|| missing("--listen"))?;
     peers.insert(id, listen);
+    let bootstrap = bootstrap.then(|| voters.unwrap_or_else(|| peers.keys().copied().collect()));
     Ok(NodeArgs {
         id,
         data: data.ok_or_else(|| missing("--data"))?,
@@ -182,9 +191,8 @@ async fn run(args: NodeArgs) -> Result<(), String> {
         }
         None => BTreeMap::new(),
     };
-    let mut raft = if fresh && args.bootstrap {
-        let voters: Vec<NodeId> = args.peers.keys().copied().collect();
-        Raft::bootstrap(cfg, &voters)
+    let mut raft = if let (true, Some(voters)) = (fresh, &args.bootstrap) {
+        Raft::bootstrap(cfg, voters)
     } else {
         Raft::restart(cfg, stored).map_err(|e| e.to_string())?
     };
@@ -260,6 +268,32 @@ async fn run(args: NodeArgs) -> Result<(), String> {
                                 let _ = req.reply.try_send(redirect(e));
                             }
                         }
+                    }
+                    [verb @ ("add-learner" | "add-voter" | "remove"), id] => {
+                        let Ok(id) = id.parse::<NodeId>() else {
+                            let _ = req.reply.try_send(format!("err bad node id {id}"));
+                            continue;
+                        };
+                        let change = match *verb {
+                            "add-learner" => ConfChange::AddLearner(id),
+                            "add-voter" => ConfChange::AddVoter(id),
+                            _ => ConfChange::Remove(id),
+                        };
+                        match raft.propose_change(change) {
+                            Ok(index) => {
+                                writes.insert(index, (raft.status().term, req.reply));
+                            }
+                            Err(e) => {
+                                let _ = req.reply.try_send(redirect(e));
+                            }
+                        }
+                    }
+                    ["transfer", id] => {
+                        let answer = match id.parse::<NodeId>() {
+                            Ok(id) => raft.transfer_leader(id).map_or_else(redirect, |()| "ok".into()),
+                            Err(e) => format!("err bad node id {id}: {e}"),
+                        };
+                        let _ = req.reply.try_send(answer);
                     }
                     ["status"] => {
                         let s = raft.status();

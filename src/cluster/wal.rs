@@ -126,6 +126,8 @@ impl Wal {
     }
 
     pub fn open_with(dir: &Path, segment_bytes: u64) -> Result<(Wal, Stored), WalError> {
+        // Absolute, so syncing the parent directory works for a relative `dir` too.
+        let dir = &std::path::absolute(dir).map_err(io_err(dir, "resolving"))?;
         atomic::create_dir_all(dir).map_err(io_err(dir, "creating"))?;
         let snapshot = read_snapshot(&dir.join("snapshot"))?;
         let mut seqs = Vec::new();
