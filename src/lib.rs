@@ -7,8 +7,10 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod daemon;
 pub mod image;
+pub mod raft;
 pub mod runtime;
 pub mod storage;
 pub mod sys;
