@@ -1,0 +1,1 @@
+//! rtnetlink messages (placeholder until the codec lands).
