@@ -1,1 +1,2 @@
 //! Container networking.
+pub mod ipam;
