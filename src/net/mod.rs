@@ -1,2 +1,4 @@
 //! Container networking.
 pub mod ipam;
+pub mod netlink;
+pub mod netns;
