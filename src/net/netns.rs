@@ -36,7 +36,8 @@ impl Netns {
     }
 }
 
-fn enter(ns: &Netns) -> io::Result<()> {
+/// Move the calling thread into `ns` for good: only for dedicated threads.
+pub(crate) fn enter(ns: &Netns) -> io::Result<()> {
     if let Netns::Path(p) = ns {
         let file = ns.open()?;
         // SAFETY: setns on a valid fd we own; it affects only the calling thread, which is a
