@@ -13,10 +13,23 @@ fn wire_modules_import_no_io() {
             continue;
         }
         let text = fs::read_to_string(&path).expect("readable source");
-        for forbidden in ["smol::", "rustix::", "std::fs", "use smol", "use rustix", "libc::", "std::net::UdpSocket", "std::net::TcpStream"] {
+        for forbidden in [
+            "smol::",
+            "rustix::",
+            "std::fs",
+            "use smol",
+            "use rustix",
+            "libc::",
+            "std::net::UdpSocket",
+            "std::net::TcpStream",
+        ] {
             assert!(!text.contains(forbidden), "{} uses {forbidden}", path.display());
         }
         checked += 1;
     }
-    assert!(checked >= 2, "expected dns.rs and netlink.rs in {}", dir.display());
+    assert!(
+        checked >= 2,
+        "expected dns.rs and netlink.rs in {}",
+        dir.display()
+    );
 }
