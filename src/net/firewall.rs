@@ -1,10 +1,13 @@
-//! nftables rules for bridge networks: isolation, `--internal`, masquerading.
+//! nftables rules for bridge networks: isolation, `--internal`, masquerading, published ports.
 //!
 //! Guarantees: all of shoal's rules live in one table, `ip shoal`, replaced as a whole in one
 //! nft transaction (never a half-applied rule set); traffic between two shoal bridges is
 //! dropped; an internal network's traffic never leaves its bridge; other networks reach the
-//! outside through masquerading. [`ruleset`] is pure; [`apply`] runs `nft` inside the given
-//! namespace.
+//! outside through masquerading. A published port is DNATed both for traffic arriving from
+//! outside (prerouting) and for the board's own connections (output), including to
+//! 127.0.0.1, whose source is then masqueraded to the bridge address (the bridge needs
+//! `route_localnet`, see [`enable_route_localnet`]). [`ruleset`] is pure; [`apply`] runs
+//! `nft` inside the given namespace.
 
 use super::ipam::Subnet;
 use super::netns::{self, Netns};
@@ -21,6 +24,34 @@ pub struct BridgeRules {
     pub internal: bool,
 }
 
+/// Transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// One published port, resolved: host side and container side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dnat {
+    /// Only traffic to this host address; None: any local address.
+    pub host_ip: Option<std::net::Ipv4Addr>,
+    pub host_port: u16,
+    pub proto: Proto,
+    pub target_ip: std::net::Ipv4Addr,
+    pub target_port: u16,
+}
+
 /// Whether an `nft` binary is on PATH.
 pub fn available() -> bool {
     std::env::var_os("PATH")
@@ -33,8 +64,8 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', ""))
 }
 
-/// The complete nft script: recreate table `ip shoal` with rules for `bridges`.
-pub fn ruleset(bridges: &[BridgeRules]) -> String {
+/// The complete nft script: recreate table `ip shoal` with rules for `bridges` and `ports`.
+pub fn ruleset(bridges: &[BridgeRules], ports: &[Dnat]) -> String {
     let mut s = format!("table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n");
     s.push_str("  set bridges {\n    type ifname\n");
     if !bridges.is_empty() {
@@ -53,13 +84,36 @@ pub fn ruleset(bridges: &[BridgeRules]) -> String {
         }
     }
     s.push_str("  }\n");
+    // Only packets addressed to the board itself: forwarded traffic is never hijacked.
+    let mut dnat = String::new();
+    for p in ports {
+        let dst = match p.host_ip {
+            Some(ip) => format!("ip daddr {ip}"),
+            None => "fib daddr type local".to_string(),
+        };
+        let proto = p.proto.as_str();
+        dnat.push_str(&format!(
+            "    {dst} {proto} dport {} dnat ip to {}:{}\n",
+            p.host_port, p.target_ip, p.target_port
+        ));
+    }
+    s.push_str("  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n");
+    s.push_str(&dnat);
+    s.push_str("  }\n");
+    s.push_str("  chain output {\n    type nat hook output priority -100; policy accept;\n");
+    s.push_str(&dnat);
+    s.push_str("  }\n");
     s.push_str("  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n");
-    for b in bridges.iter().filter(|b| !b.internal) {
+    for b in bridges {
+        // The board's own connections to 127.0.0.1 on a published port.
         s.push_str(&format!(
-            "    ip saddr {} oifname != {} masquerade\n",
-            b.subnet,
+            "    ip saddr 127.0.0.0/8 oifname {} masquerade\n",
             quoted(&b.bridge)
         ));
+    }
+    for b in bridges.iter().filter(|b| !b.internal) {
+        let q = quoted(&b.bridge);
+        s.push_str(&format!("    ip saddr {} oifname != {q} masquerade\n", b.subnet));
     }
     s.push_str("  }\n}\n");
     s
@@ -101,6 +155,14 @@ pub fn apply(ns: &Netns, script: &str) -> io::Result<()> {
     run_nft(ns, &["-f", "-"], Some(script))
 }
 
+/// Let the board's own 127.0.0.1 connections be routed out of `bridge` after DNAT.
+pub fn enable_route_localnet(ns: &Netns, bridge: &str) -> io::Result<()> {
+    let path = format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet");
+    netns::run_in(ns, || {
+        std::fs::write(&path, b"1").map_err(|e| io::Error::new(e.kind(), format!("writing {path}: {e}")))
+    })
+}
+
 /// Delete shoal's table in `ns`, if it exists.
 pub fn remove(ns: &Netns) -> io::Result<()> {
     run_nft(
@@ -121,10 +183,27 @@ mod tests {
             subnet: Subnet::parse(subnet, "s").unwrap(),
             internal,
         };
-        let s = ruleset(&[
+        let ports = [
+            Dnat {
+                host_ip: None,
+                host_port: 8080,
+                proto: Proto::Tcp,
+                target_ip: [172, 30, 0, 2].into(),
+                target_port: 80,
+            },
+            Dnat {
+                host_ip: Some([192, 168, 1, 5].into()),
+                host_port: 53,
+                proto: Proto::Udp,
+                target_ip: [172, 30, 0, 3].into(),
+                target_port: 5353,
+            },
+        ];
+        let bridges = [
             b("shoal0", "172.30.0.0/16", false),
             b("br-x", "10.9.0.0/24", true),
-        ]);
+        ];
+        let s = ruleset(&bridges, &ports);
         assert!(s.starts_with("table ip shoal\ndelete table ip shoal\n"));
         assert!(s.contains("elements = { \"shoal0\", \"br-x\" }"));
         assert!(s.contains("iifname \"shoal0\" oifname != \"shoal0\" oifname @bridges drop"));
@@ -134,6 +213,10 @@ mod tests {
             !s.contains("10.9.0.0/24 oifname"),
             "internal networks are not masqueraded"
         );
-        assert!(!ruleset(&[]).contains("elements"));
+        assert!(s.contains("fib daddr type local tcp dport 8080 dnat ip to 172.30.0.2:80"));
+        assert!(s.contains("ip daddr 192.168.1.5 udp dport 53 dnat ip to 172.30.0.3:5353"));
+        assert!(s.contains("ip saddr 127.0.0.0/8 oifname \"shoal0\" masquerade"));
+        assert_eq!(s.matches("dport 8080").count(), 2, "prerouting and output");
+        assert!(!ruleset(&[], &[]).contains("elements"));
     }
 }

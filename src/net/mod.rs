@@ -18,6 +18,7 @@ pub mod netns;
 use crate::storage::atomic;
 use crate::wire::netlink::LinkChange;
 use dns_server::{DnsEntry, DnsServer, DnsTable, Upstreams};
+pub use firewall::Proto;
 use ipam::{Pool, Subnet};
 use netlink::Netlink;
 use netns::Netns;
@@ -124,9 +125,33 @@ impl NetworkRecord {
     }
 }
 
+/// A port to publish (`-p [IP:]HOST[-END]:CONTAINER[/PROTO]`, `-P`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    /// Only this host address; None: every address of the board.
+    pub host_ip: Option<Ipv4Addr>,
+    /// 0 picks a free port (`-P`, or `-p CONTAINER`).
+    pub host_port: u16,
+    /// With a range `HOST-END`, the first free port of the range is used.
+    pub host_port_end: Option<u16>,
+    pub container_port: u16,
+    pub proto: Proto,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PublishedPort {
+    container_id: String,
+    /// Resolved: `host_port` is the port in use, `host_port_end` is None.
+    mapping: PortMapping,
+    target_ip: Ipv4Addr,
+    bridge: String,
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
     networks: Vec<NetworkRecord>,
+    #[serde(default)]
+    published: Vec<PublishedPort>,
 }
 
 /// How the manager runs; [`NetworkManager::open`] uses the defaults.
@@ -163,6 +188,9 @@ pub struct NetworkManager {
     dns: Option<DnsServer>,
     /// Network id → DNS listener address.
     listeners: BTreeMap<String, SocketAddr>,
+    /// Bound (not listening) sockets holding published host ports so no other program
+    /// takes them; keyed by protocol and port.
+    reservations: BTreeMap<(Proto, u16), std::os::fd::OwnedFd>,
 }
 
 fn err(kind: io::ErrorKind, msg: String) -> io::Error {
@@ -213,6 +241,7 @@ impl NetworkManager {
             table: Arc::new(RwLock::new(DnsTable::default())),
             dns: None,
             listeners: BTreeMap::new(),
+            reservations: BTreeMap::new(),
         })
     }
 
@@ -324,7 +353,155 @@ impl NetworkManager {
                 })
             })
             .collect();
-        firewall::apply(&self.config.host, &firewall::ruleset(&bridges))
+        let ports: Vec<firewall::Dnat> = self
+            .state
+            .published
+            .iter()
+            .map(|p| firewall::Dnat {
+                host_ip: p.mapping.host_ip,
+                host_port: p.mapping.host_port,
+                proto: p.mapping.proto,
+                target_ip: p.target_ip,
+                target_port: p.mapping.container_port,
+            })
+            .collect();
+        for b in self.state.published.iter().map(|p| &p.bridge) {
+            firewall::enable_route_localnet(&self.config.host, b)?;
+        }
+        firewall::apply(&self.config.host, &firewall::ruleset(&bridges, &ports))
+    }
+
+    /// Bind (without listening) `proto` port `port` on `ip` in the manager's namespace.
+    fn reserve(
+        &self,
+        proto: Proto,
+        ip: Option<Ipv4Addr>,
+        port: u16,
+    ) -> io::Result<(u16, std::os::fd::OwnedFd)> {
+        use rustix::net::{AddressFamily, SocketAddrV4, SocketType};
+        netns::run_in(&self.config.host, || {
+            let kind = if proto == Proto::Tcp {
+                SocketType::STREAM
+            } else {
+                SocketType::DGRAM
+            };
+            let to_io = |e: rustix::io::Errno| io::Error::from_raw_os_error(e.raw_os_error());
+            let fd = rustix::net::socket(AddressFamily::INET, kind, None).map_err(to_io)?;
+            let addr = SocketAddrV4::new(ip.unwrap_or(Ipv4Addr::UNSPECIFIED), port);
+            rustix::net::bind(&fd, &addr).map_err(to_io)?;
+            // getsockname through std, which works on any bound inet socket.
+            let probe = std::net::UdpSocket::from(fd);
+            let bound = probe.local_addr()?.port();
+            Ok((bound, probe.into()))
+        })
+    }
+
+    /// Pick and hold the host port for `m`.
+    fn claim_port(&mut self, m: &PortMapping) -> io::Result<u16> {
+        let candidates: Vec<u16> = match m.host_port_end {
+            Some(end) if m.host_port > 0 && end >= m.host_port => (m.host_port..=end).collect(),
+            _ => vec![m.host_port],
+        };
+        let mut last_err = None;
+        for port in candidates {
+            if port != 0 && self.reservations.contains_key(&(m.proto, port)) {
+                last_err = Some(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "already published by another container",
+                ));
+                continue;
+            }
+            match self.reserve(m.proto, m.host_ip, port) {
+                Ok((bound, fd)) => {
+                    self.reservations.insert((m.proto, bound), fd);
+                    return Ok(bound);
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let e = last_err.unwrap_or_else(|| io::Error::other("empty port range"));
+        let range = match m.host_port_end {
+            Some(end) => format!("{}-{end}", m.host_port),
+            None => m.host_port.to_string(),
+        };
+        Err(err(
+            e.kind(),
+            format!("host port {range}/{}: {e}", m.proto.as_str()),
+        ))
+    }
+
+    /// Publish `ports` of a container (to its address on its first bridge network). Returns
+    /// the mappings with the host ports chosen. Needs nftables; without it, an error.
+    pub fn publish(&mut self, container_id: &str, ports: &[PortMapping]) -> io::Result<Vec<PortMapping>> {
+        let target = self.state.networks.iter().find_map(|n| {
+            let e = n.endpoints.get(container_id)?;
+            Some((e.endpoint.ip, n.bridge.clone()?))
+        });
+        let Some((target_ip, bridge)) = target else {
+            return Err(err(
+                io::ErrorKind::NotFound,
+                format!("container {container_id} is on no bridge network: nothing to publish to"),
+            ));
+        };
+        if !(self.config.firewall && firewall::available()) {
+            return Err(err(
+                io::ErrorKind::Unsupported,
+                format!("publishing ports of {container_id}: nft is not available on this board"),
+            ));
+        }
+        let mut done = Vec::new();
+        for m in ports {
+            match self.claim_port(m) {
+                Ok(host_port) => {
+                    let mapping = PortMapping {
+                        host_port,
+                        host_port_end: None,
+                        ..m.clone()
+                    };
+                    done.push(mapping.clone());
+                    self.state.published.push(PublishedPort {
+                        container_id: container_id.to_string(),
+                        mapping,
+                        target_ip,
+                        bridge: bridge.clone(),
+                    });
+                }
+                Err(e) => {
+                    let _ = self.unpublish(container_id);
+                    return Err(err(e.kind(), format!("publishing ports of {container_id}: {e}")));
+                }
+            }
+        }
+        self.persist()?;
+        if let Err(e) = self.apply_firewall() {
+            let _ = self.unpublish(container_id);
+            return Err(e);
+        }
+        Ok(done)
+    }
+
+    /// The published ports of a container (`shoal port`).
+    pub fn published(&self, container_id: &str) -> Vec<PortMapping> {
+        self.state
+            .published
+            .iter()
+            .filter(|p| p.container_id == container_id)
+            .map(|p| p.mapping.clone())
+            .collect()
+    }
+
+    /// Withdraw every published port of a container.
+    pub fn unpublish(&mut self, container_id: &str) -> io::Result<()> {
+        let (gone, kept): (Vec<PublishedPort>, Vec<PublishedPort>) =
+            std::mem::take(&mut self.state.published)
+                .into_iter()
+                .partition(|p| p.container_id == container_id);
+        self.state.published = kept;
+        for p in &gone {
+            self.reservations.remove(&(p.mapping.proto, p.mapping.host_port));
+        }
+        self.persist()?;
+        self.apply_firewall()
     }
 
     /// Make sure the predefined networks exist: `bridge` (on `shoal0`, subnet from `bip`,
@@ -806,7 +983,25 @@ impl NetworkManager {
         }
         self.release_ip(i, rec.endpoint.ip);
         self.table().remove(container_id, &net_name);
-        self.persist()
+        let had_ports = self
+            .state
+            .published
+            .iter()
+            .any(|p| p.target_ip == rec.endpoint.ip);
+        if had_ports {
+            self.state.published.retain(|p| p.target_ip != rec.endpoint.ip);
+            let published = &self.state.published;
+            self.reservations.retain(|(proto, port), _| {
+                published
+                    .iter()
+                    .any(|p| p.mapping.proto == *proto && p.mapping.host_port == *port)
+            });
+        }
+        self.persist()?;
+        if had_ports {
+            self.apply_firewall()?;
+        }
+        Ok(())
     }
 
     /// Disconnect a container from every network (container removal).
@@ -870,6 +1065,19 @@ impl NetworkManager {
                 self.register_dns(&name, e);
             }
         }
+        for p in self.state.published.clone() {
+            match self.reserve(p.mapping.proto, p.mapping.host_ip, p.mapping.host_port) {
+                Ok((port, fd)) => {
+                    self.reservations.insert((p.mapping.proto, port), fd);
+                }
+                // Still published (the DNAT rule wins over any local listener).
+                Err(e) => log::warn!(
+                    "published port {}/{}: {e}",
+                    p.mapping.host_port,
+                    p.mapping.proto.as_str()
+                ),
+            }
+        }
         self.apply_firewall()
     }
 
@@ -892,6 +1100,8 @@ impl NetworkManager {
             }
         }
         self.state.networks.clear();
+        self.state.published.clear();
+        self.reservations.clear();
         self.persist()?;
         if self.config.firewall && firewall::available() {
             firewall::remove(&self.config.host)?;
