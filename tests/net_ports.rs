@@ -20,8 +20,8 @@ struct Lab {
 }
 
 impl Lab {
-    fn new() -> Lab {
-        let tag = format!("shoal-np-{}", std::process::id());
+    fn new(name: &str) -> Lab {
+        let tag = format!("shoal-np-{}-{name}", std::process::id());
         let state_dir = std::env::temp_dir().join(&tag);
         let _ = std::fs::remove_dir_all(&state_dir);
         Lab {
@@ -102,7 +102,7 @@ fn nft_list(ns: &str) -> String {
 
 #[test]
 fn published_ports_from_lan_and_localhost() {
-    let mut lab = Lab::new();
+    let mut lab = Lab::new("nft");
     let (lab_name, lab_ns) = lab.netns("lab");
     let (_lan_name, lan_ns) = lab.netns("lanhost");
     let (_c1_name, c1_ns) = lab.netns("c1");
@@ -227,4 +227,92 @@ fn published_ports_from_lan_and_localhost() {
     );
     nm.destroy_all().unwrap();
     assert!(!nft_list(&lab_name).contains("table ip shoal"));
+}
+
+/// Without nftables (here: the firewall turned off) a userland proxy relays published ports.
+#[test]
+fn published_ports_through_userland_proxy() {
+    let mut lab = Lab::new("px");
+    let (_lab_name, lab_ns) = lab.netns("lab");
+    let (_lan_name, lan_ns) = lab.netns("lanhost");
+    let (_c1_name, c1_ns) = lab.netns("c1");
+    let mut nl = Netlink::open(&lab_ns).unwrap();
+    nl.set_up("lo").unwrap();
+    nl.create_veth("lan0", "lan0p").unwrap();
+    nl.add_addr_v4("lan0", Ipv4Addr::new(192, 168, 78, 1), 24)
+        .unwrap();
+    nl.set_up("lan0").unwrap();
+    nl.move_to_netns("lan0p", &lan_ns).unwrap();
+    let mut lan = Netlink::open(&lan_ns).unwrap();
+    lan.set_link(
+        "lan0p",
+        &LinkChange {
+            name: Some("eth0".into()),
+            up: Some(true),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    lan.add_addr_v4("eth0", Ipv4Addr::new(192, 168, 78, 2), 24)
+        .unwrap();
+
+    let config = Config {
+        host: lab_ns.clone(),
+        dns_port: 53,
+        upstreams: Some(Upstreams {
+            servers: vec![],
+            timeout: Duration::from_millis(100),
+        }),
+        firewall: false,
+    };
+    let mut nm = NetworkManager::open_with(&lab.state_dir, config).unwrap();
+    nm.ensure_default(None).unwrap();
+    let Netns::Path(c1_path) = c1_ns.clone() else {
+        unreachable!()
+    };
+    nm.attach("c1", "c1", &c1_path, "bridge", &[], None).unwrap();
+    serve(&c1_ns);
+    let ports = [
+        PortMapping {
+            host_ip: None,
+            host_port: 8080,
+            host_port_end: None,
+            container_port: 80,
+            proto: Proto::Tcp,
+        },
+        PortMapping {
+            host_ip: None,
+            host_port: 0,
+            host_port_end: None,
+            container_port: 5353,
+            proto: Proto::Udp,
+        },
+    ];
+    let got = nm.publish("c1", &ports).unwrap();
+    let lab_addr = |port| SocketAddr::from(([192, 168, 78, 1], port));
+    assert_eq!(
+        tcp_get(&lan_ns, lab_addr(8080)).unwrap(),
+        "hello from c1 to 172.30.0.1",
+        "relayed by the proxy"
+    );
+    assert_eq!(
+        udp_ask(&lan_ns, lab_addr(got[1].host_port), b"x").unwrap(),
+        b"pong:x"
+    );
+    assert_eq!(
+        udp_ask(&lan_ns, lab_addr(got[1].host_port), b"y").unwrap(),
+        b"pong:y",
+        "same flow again"
+    );
+    assert!(tcp_get(&lab_ns, SocketAddr::from(([127, 0, 0, 1], 8080)))
+        .unwrap()
+        .starts_with("hello from c1"));
+    assert!(nm
+        .publish("c1", &ports[..1])
+        .unwrap_err()
+        .to_string()
+        .contains("8080"));
+    nm.unpublish("c1").unwrap();
+    assert!(tcp_get(&lan_ns, lab_addr(8080)).is_err(), "listener closed");
+    nm.destroy_all().unwrap();
 }

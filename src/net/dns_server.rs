@@ -19,6 +19,7 @@ use crate::wire::dns::{self, rcode, rtype, Message, Name, RData, Record, CLASS_I
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::{Rc, Weak};
 use std::sync::{mpsc, Arc, RwLock};
 use std::time::Duration;
 
@@ -357,7 +358,19 @@ async fn handle(
     }
 }
 
-async fn serve_udp(shared: Arc<Shared>, network: String, sock: smol::net::UdpSocket) {
+/// Spawn a detached task on the thread's executor, if it still exists.
+fn spawn_on(ex: &Weak<smol::LocalExecutor<'static>>, task: impl std::future::Future<Output = ()> + 'static) {
+    if let Some(ex) = ex.upgrade() {
+        ex.spawn(task).detach();
+    }
+}
+
+async fn serve_udp(
+    ex: Weak<smol::LocalExecutor<'static>>,
+    shared: Arc<Shared>,
+    network: String,
+    sock: smol::net::UdpSocket,
+) {
     let mut buf = vec![0u8; 65535];
     loop {
         let (n, peer) = match sock.recv_from(&mut buf).await {
@@ -370,13 +383,13 @@ async fn serve_udp(shared: Arc<Shared>, network: String, sock: smol::net::UdpSoc
         };
         let request = buf[..n].to_vec();
         let (shared, network, sock) = (shared.clone(), network.clone(), sock.clone());
-        // Each query is its own task so a slow upstream does not hold up local names.
-        smol::spawn(async move {
+        // Each query is its own task so a slow upstream does not hold up local names. Tasks
+        // run on this thread's executor, so sockets they open stay in its namespace.
+        spawn_on(&ex, async move {
             if let Some(reply) = handle(&shared, &network, peer, &request, false).await {
                 let _ = sock.send_to(&reply, peer).await;
             }
-        })
-        .detach();
+        });
     }
 }
 
@@ -404,11 +417,16 @@ async fn serve_tcp_conn(shared: Arc<Shared>, network: String, mut s: smol::net::
     }
 }
 
-async fn serve_tcp(shared: Arc<Shared>, network: String, listener: smol::net::TcpListener) {
+async fn serve_tcp(
+    ex: Weak<smol::LocalExecutor<'static>>,
+    shared: Arc<Shared>,
+    network: String,
+    listener: smol::net::TcpListener,
+) {
     loop {
         match listener.accept().await {
             Ok((s, peer)) => {
-                smol::spawn(serve_tcp_conn(shared.clone(), network.clone(), s, peer)).detach();
+                spawn_on(&ex, serve_tcp_conn(shared.clone(), network.clone(), s, peer));
             }
             Err(e) => {
                 log::warn!("dns: accepting on {:?}: {e}", listener.local_addr());
@@ -457,7 +475,9 @@ impl DnsServer {
                     return;
                 }
                 let _ = ready_tx.send(Ok(()));
-                let ex = smol::LocalExecutor::new();
+                // Tasks spawn sub-tasks through a Weak: no cycle, so when the thread ends the executor
+                // and every task in it (with its sockets) are dropped.
+                let ex = Rc::new(smol::LocalExecutor::new());
                 smol::block_on(ex.run(async {
                     let mut tasks: HashMap<SocketAddr, Vec<smol::Task<()>>> = HashMap::new();
                     while let Ok(cmd) = rx.recv().await {
@@ -466,8 +486,18 @@ impl DnsServer {
                                 let bound = bind_pair(addr);
                                 let result = bound.map(|(udp, tcp)| {
                                     let local = udp.local_addr().unwrap_or(addr);
-                                    let t1 = ex.spawn(serve_udp(thread_shared.clone(), network.clone(), udp));
-                                    let t2 = ex.spawn(serve_tcp(thread_shared.clone(), network, tcp));
+                                    let t1 = ex.spawn(serve_udp(
+                                        Rc::downgrade(&ex),
+                                        thread_shared.clone(),
+                                        network.clone(),
+                                        udp,
+                                    ));
+                                    let t2 = ex.spawn(serve_tcp(
+                                        Rc::downgrade(&ex),
+                                        thread_shared.clone(),
+                                        network,
+                                        tcp,
+                                    ));
                                     tasks.insert(local, vec![t1, t2]);
                                     local
                                 });

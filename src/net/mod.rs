@@ -14,6 +14,7 @@ pub mod firewall;
 pub mod ipam;
 pub mod netlink;
 pub mod netns;
+pub mod proxy;
 
 use crate::storage::atomic;
 use crate::wire::netlink::LinkChange;
@@ -191,6 +192,8 @@ pub struct NetworkManager {
     /// Bound (not listening) sockets holding published host ports so no other program
     /// takes them; keyed by protocol and port.
     reservations: BTreeMap<(Proto, u16), std::os::fd::OwnedFd>,
+    /// Userland relays, when the board has no nftables.
+    proxy: Option<proxy::Proxy>,
 }
 
 fn err(kind: io::ErrorKind, msg: String) -> io::Error {
@@ -242,6 +245,7 @@ impl NetworkManager {
             dns: None,
             listeners: BTreeMap::new(),
             reservations: BTreeMap::new(),
+            proxy: None,
         })
     }
 
@@ -396,26 +400,60 @@ impl NetworkManager {
         })
     }
 
+    fn use_nft(&self) -> bool {
+        self.config.firewall && firewall::available()
+    }
+
+    /// Hold `port` (0: any) for `m`: a bound socket under nftables, else a proxy listener.
+    fn hold_port(&mut self, m: &PortMapping, port: u16, target_ip: Ipv4Addr) -> io::Result<u16> {
+        if self.use_nft() {
+            let (bound, fd) = self.reserve(m.proto, m.host_ip, port)?;
+            self.reservations.insert((m.proto, bound), fd);
+            return Ok(bound);
+        }
+        if self.proxy.is_none() {
+            self.proxy = Some(proxy::Proxy::start(&self.config.host)?);
+        }
+        let listen = SocketAddr::new(IpAddr::V4(m.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED)), port);
+        let target = SocketAddr::new(IpAddr::V4(target_ip), m.container_port);
+        // Invariant: started just above.
+        let proxy = self
+            .proxy
+            .as_ref()
+            .ok_or_else(|| io::Error::other("proxy not started"))?;
+        Ok(proxy.add(m.proto, listen, target)?.port())
+    }
+
+    /// Let go of a held host port.
+    fn release_port(&mut self, proto: Proto, port: u16) {
+        self.reservations.remove(&(proto, port));
+        if let Some(p) = &self.proxy {
+            p.remove(proto, port);
+        }
+    }
+
     /// Pick and hold the host port for `m`.
-    fn claim_port(&mut self, m: &PortMapping) -> io::Result<u16> {
+    fn claim_port(&mut self, m: &PortMapping, target_ip: Ipv4Addr) -> io::Result<u16> {
         let candidates: Vec<u16> = match m.host_port_end {
             Some(end) if m.host_port > 0 && end >= m.host_port => (m.host_port..=end).collect(),
             _ => vec![m.host_port],
         };
         let mut last_err = None;
         for port in candidates {
-            if port != 0 && self.reservations.contains_key(&(m.proto, port)) {
+            let ours = self
+                .state
+                .published
+                .iter()
+                .any(|p| p.mapping.proto == m.proto && p.mapping.host_port == port);
+            if port != 0 && ours {
                 last_err = Some(io::Error::new(
                     io::ErrorKind::AddrInUse,
                     "already published by another container",
                 ));
                 continue;
             }
-            match self.reserve(m.proto, m.host_ip, port) {
-                Ok((bound, fd)) => {
-                    self.reservations.insert((m.proto, bound), fd);
-                    return Ok(bound);
-                }
+            match self.hold_port(m, port, target_ip) {
+                Ok(bound) => return Ok(bound),
                 Err(e) => last_err = Some(e),
             }
         }
@@ -431,7 +469,8 @@ impl NetworkManager {
     }
 
     /// Publish `ports` of a container (to its address on its first bridge network). Returns
-    /// the mappings with the host ports chosen. Needs nftables; without it, an error.
+    /// the mappings with the host ports chosen. With nftables the kernel forwards (DNAT);
+    /// without, a userland proxy relays.
     pub fn publish(&mut self, container_id: &str, ports: &[PortMapping]) -> io::Result<Vec<PortMapping>> {
         let target = self.state.networks.iter().find_map(|n| {
             let e = n.endpoints.get(container_id)?;
@@ -443,15 +482,9 @@ impl NetworkManager {
                 format!("container {container_id} is on no bridge network: nothing to publish to"),
             ));
         };
-        if !(self.config.firewall && firewall::available()) {
-            return Err(err(
-                io::ErrorKind::Unsupported,
-                format!("publishing ports of {container_id}: nft is not available on this board"),
-            ));
-        }
         let mut done = Vec::new();
         for m in ports {
-            match self.claim_port(m) {
+            match self.claim_port(m, target_ip) {
                 Ok(host_port) => {
                     let mapping = PortMapping {
                         host_port,
@@ -498,7 +531,7 @@ impl NetworkManager {
                 .partition(|p| p.container_id == container_id);
         self.state.published = kept;
         for p in &gone {
-            self.reservations.remove(&(p.mapping.proto, p.mapping.host_port));
+            self.release_port(p.mapping.proto, p.mapping.host_port);
         }
         self.persist()?;
         self.apply_firewall()
@@ -983,19 +1016,14 @@ impl NetworkManager {
         }
         self.release_ip(i, rec.endpoint.ip);
         self.table().remove(container_id, &net_name);
-        let had_ports = self
-            .state
-            .published
-            .iter()
-            .any(|p| p.target_ip == rec.endpoint.ip);
-        if had_ports {
-            self.state.published.retain(|p| p.target_ip != rec.endpoint.ip);
-            let published = &self.state.published;
-            self.reservations.retain(|(proto, port), _| {
-                published
-                    .iter()
-                    .any(|p| p.mapping.proto == *proto && p.mapping.host_port == *port)
-            });
+        let (gone, kept): (Vec<PublishedPort>, Vec<PublishedPort>) =
+            std::mem::take(&mut self.state.published)
+                .into_iter()
+                .partition(|p| p.target_ip == rec.endpoint.ip);
+        self.state.published = kept;
+        let had_ports = !gone.is_empty();
+        for p in gone {
+            self.release_port(p.mapping.proto, p.mapping.host_port);
         }
         self.persist()?;
         if had_ports {
@@ -1066,16 +1094,14 @@ impl NetworkManager {
             }
         }
         for p in self.state.published.clone() {
-            match self.reserve(p.mapping.proto, p.mapping.host_ip, p.mapping.host_port) {
-                Ok((port, fd)) => {
-                    self.reservations.insert((p.mapping.proto, port), fd);
-                }
-                // Still published (the DNAT rule wins over any local listener).
-                Err(e) => log::warn!(
+            if let Err(e) = self.hold_port(&p.mapping, p.mapping.host_port, p.target_ip) {
+                // Under nftables the port stays published (DNAT wins over a local listener);
+                // through the proxy it does not, and the log says so.
+                log::warn!(
                     "published port {}/{}: {e}",
                     p.mapping.host_port,
                     p.mapping.proto.as_str()
-                ),
+                );
             }
         }
         self.apply_firewall()
@@ -1086,6 +1112,8 @@ impl NetworkManager {
     pub fn shutdown(&mut self) {
         self.listeners.clear();
         self.dns = None;
+        self.proxy = None;
+        self.reservations.clear();
     }
 
     /// Remove every bridge and rule this manager made (uninstall, and test cleanup).
