@@ -324,8 +324,15 @@ impl NetworkManager {
             return Ok(());
         }
         let addr = SocketAddr::new(IpAddr::V4(pool.gateway), self.config.dns_port);
-        let bound = self.dns()?.listen(&net.name, addr)?;
-        self.listeners.insert(net.id.clone(), bound);
+        // A resolver already bound to *:53 on the board (dnsmasq, say) must not stop the
+        // network from working: containers then get the host's resolvers instead
+        // (`dns_server_for` answers None).
+        match self.dns().and_then(|d| d.listen(&net.name, addr)) {
+            Ok(bound) => {
+                self.listeners.insert(net.id.clone(), bound);
+            }
+            Err(e) => log::warn!("network {}: no embedded DNS: {e}", net.name),
+        }
         Ok(())
     }
 
@@ -1060,7 +1067,8 @@ impl NetworkManager {
             .collect()
     }
 
-    /// The nameserver to put in resolv.conf of a container on `network`.
+    /// The nameserver to put in resolv.conf of a container on `network`; None when the
+    /// embedded DNS could not listen there (use the host's resolvers then).
     pub fn dns_server_for(&self, network: &str) -> Option<IpAddr> {
         let net = &self.state.networks[self.find(network).ok()?];
         self.listeners.get(&net.id).map(|a| a.ip())
