@@ -347,8 +347,18 @@ fn networks_dns_isolation_restart_cleanup() {
     // Restart: the state file keeps networks and addresses; DNS comes back.
     nm.shutdown();
     drop(nm);
+    // Meanwhile the front bridge vanished (someone deleted it): restore brings it back.
+    Netlink::open(&lab_ns)
+        .unwrap()
+        .delete_link(front.bridge.as_deref().unwrap())
+        .unwrap();
+    assert!(!ping(&c1, &e2.ip.to_string()));
     let mut nm = open(&lab, &lab_ns, vec![good]);
     nm.restore().unwrap();
+    assert!(
+        ping(&c1, &e2.ip.to_string()),
+        "bridge recreated with the containers back on it"
+    );
     assert_eq!(dig_short(&c1, &gw, &["two"]), vec!["10.77.1.50"]);
     let (_c5, c5p) = lab.netns("c5");
     let e5 = nm.attach("c5", "five", &c5p, "front", &[], None).unwrap();

@@ -1088,7 +1088,8 @@ impl NetworkManager {
         self.config.upstreams = Some(upstreams);
     }
 
-    /// On daemon start: bring back bridges that are missing, the DNS listeners and names.
+    /// On daemon start: bring back bridges that are missing (with the surviving veths of
+    /// running containers back on them), the DNS listeners, names, held ports and rules.
     /// Allocations are kept as persisted.
     pub fn restore(&mut self) -> io::Result<()> {
         for i in 0..self.state.networks.len() {
@@ -1097,8 +1098,21 @@ impl NetworkManager {
                 .and_then(|_| self.start_dns_for(i))
                 .map_err(|e| err(e.kind(), format!("restoring network {name}: {e}")))?;
             let endpoints: Vec<EndpointRecord> = self.state.networks[i].endpoints.values().cloned().collect();
+            let bridge = self.state.networks[i].bridge.clone();
             for e in &endpoints {
                 self.register_dns(&name, e);
+                // A recreated bridge has no ports: put surviving host ends back on it.
+                if let (Some(bridge), Some(link)) = (&bridge, self.nl.link(&e.host_ifname)?) {
+                    let master = self.nl.index(bridge)?;
+                    if link.master != Some(master) {
+                        let change = LinkChange {
+                            master: Some(master),
+                            up: Some(true),
+                            ..Default::default()
+                        };
+                        self.nl.set_link(&e.host_ifname, &change)?;
+                    }
+                }
             }
         }
         for p in self.state.published.clone() {
