@@ -12,7 +12,13 @@ fn wire_modules_import_no_io() {
         if path.extension().and_then(|e| e.to_str()) != Some("rs") {
             continue;
         }
-        let text = fs::read_to_string(&path).expect("readable source");
+        let source = fs::read_to_string(&path).expect("readable source");
+        // Code only: the module docs may name what they avoid.
+        let text: String = source
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
         for forbidden in [
             "smol::",
             "rustix::",
