@@ -204,6 +204,41 @@ fn published_ports_from_lan_and_localhost() {
     assert!(netns::run_in(&lab_ns, || TcpListener::bind("0.0.0.0:8080")).is_err());
     // A range skips the taken port.
     let ranged = nm.publish("c2", &[tcp(9000, Some(9003))]).unwrap();
+
+    // Outbound: a container reaches a LAN host, masqueraded behind the board's LAN address;
+    // a container on an --internal network does not get out at all.
+    let lan_server = netns::run_in(&lan_ns, || TcpListener::bind("192.168.77.2:7000")).unwrap();
+    std::thread::spawn(move || {
+        for mut s in lan_server.incoming().flatten() {
+            let peer = s.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+            let _ = s.write_all(format!("lan sees {peer}").as_bytes());
+        }
+    });
+    let lan_addr = SocketAddr::from(([192, 168, 77, 2], 7000));
+    assert_eq!(tcp_get(&c1_ns, lan_addr).unwrap(), "lan sees 192.168.77.1");
+    let internal = shoal::net::NetworkOptions {
+        subnet: Some("10.88.0.0/24".into()),
+        internal: true,
+        ..Default::default()
+    };
+    nm.create("sealed", internal).unwrap();
+    let (_c3_name, c3_ns) = lab.netns("c3");
+    let Netns::Path(c3_path) = c3_ns.clone() else {
+        unreachable!()
+    };
+    nm.attach("c3", "c3", &c3_path, "sealed", &[], None).unwrap();
+    // Give the LAN host a route back, so only the firewall can stop the connection.
+    let route = Command::new("ip")
+        .args(["-n", &_lan_name, "route", "add", "10.88.0.0/24", "via", "192.168.77.1"])
+        .status()
+        .unwrap();
+    assert!(route.success());
+    assert!(
+        tcp_get(&c3_ns, lan_addr).is_err(),
+        "internal network has no way out"
+    );
+    nm.detach_all("c3").unwrap();
+    nm.remove("sealed").unwrap();
     assert_eq!(ranged[0].host_port, 9001);
 
     // Restart keeps published ports.
