@@ -301,7 +301,8 @@ fn published_ports_through_userland_proxy() {
         firewall: false,
     };
     let mut nm = NetworkManager::open_with(&lab.state_dir, config).unwrap();
-    nm.ensure_default(None).unwrap();
+    // --bip given as a bare network: the gateway is its first host.
+    nm.ensure_default(Some("10.99.0.0/24")).unwrap();
     let Netns::Path(c1_path) = c1_ns.clone() else {
         unreachable!()
     };
@@ -327,7 +328,7 @@ fn published_ports_through_userland_proxy() {
     let lab_addr = |port| SocketAddr::from(([192, 168, 78, 1], port));
     assert_eq!(
         tcp_get(&lan_ns, lab_addr(8080)).unwrap(),
-        "hello from c1 to 172.30.0.1",
+        "hello from c1 to 10.99.0.1",
         "relayed by the proxy"
     );
     assert_eq!(

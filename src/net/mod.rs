@@ -564,8 +564,16 @@ impl NetworkManager {
         }
         let bip = bip.unwrap_or(DEFAULT_BIP);
         if self.find(DEFAULT_NETWORK).is_err() {
-            let gateway = bip.split('/').next().unwrap_or(bip);
-            let pool = Pool::new(bip, Some(gateway), None)
+            // `--bip` names the bridge's own address; a bare network address means "first host".
+            let subnet = Subnet::parse(bip, "--bip")
+                .map_err(|e| err(io::ErrorKind::InvalidInput, format!("--bip {bip}: {e}")))?;
+            let given = bip.split('/').next().unwrap_or(bip);
+            let gateway = if given.parse() == Ok(subnet.addr) {
+                subnet.first_host().to_string()
+            } else {
+                given.to_string()
+            };
+            let pool = Pool::new(bip, Some(&gateway), None)
                 .map_err(|e| err(io::ErrorKind::InvalidInput, format!("--bip {bip}: {e}")))?;
             self.check_overlap(&pool.subnet, None)?;
             self.state.networks.push(NetworkRecord {
@@ -876,8 +884,14 @@ impl NetworkManager {
             return Err(ctx(e));
         }
         let suffix = format!("{}{}", ifname_part(container_id, 7), &net_id[..4]);
-        let host_if = format!("vs{suffix}");
-        let peer_if = format!("vp{suffix}");
+        let mut host_if = format!("vs{suffix}");
+        let mut peer_if = format!("vp{suffix}");
+        // Ids sharing a prefix would collide on the name: fall back to random ones.
+        if self.nl.link(&host_if)?.is_some() {
+            let r = random_hex(6)?;
+            host_if = format!("vs{r}");
+            peer_if = format!("vp{r}");
+        }
         let container_ns = Netns::Path(netns_path.to_path_buf());
         let octets = ip.octets();
         let mac = [0x02, 0x42, octets[0], octets[1], octets[2], octets[3]];
@@ -1157,5 +1171,24 @@ impl NetworkManager {
             firewall::remove(&self.config.host)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manager_can_move_between_threads() {
+        fn is_send<T: Send>() {}
+        is_send::<NetworkManager>();
+    }
+
+    #[test]
+    fn interface_names() {
+        assert_eq!(ifname_part("ab/c:d-e1234567", 7), "abcde12");
+        assert!(valid_ifname("br-0123456789a"));
+        assert!(!valid_ifname("br-0123456789abc"));
+        assert!(!valid_ifname("a b") && !valid_ifname("") && !valid_ifname("a/b"));
     }
 }
