@@ -200,7 +200,7 @@ fn cannot_see_host_processes_or_mounts() {
     assert_eq!(code, 0);
     let pids: Vec<&str> = out.lines().filter(|l| l.starts_with("/proc/")).collect();
     assert!(pids.len() <= 3, "container sees other processes: {pids:?}");
-    assert!(out.contains("/proc/1\n") && out.contains("sh-c"), "{out}");
+    assert!(out.contains("/proc/1\n") && out.contains("sh\u{0}-c"), "{out}");
     let (_, mounts, _) = run(&s, &["cat", "/proc/self/mountinfo"]);
     let points: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(4)).collect();
     for p in &points {
@@ -615,4 +615,59 @@ fn empty_lower_list_is_an_error() {
     let mut sp = spec(&s, &upper, &work, &["true"]);
     sp.rootfs.lower.clear();
     assert_eq!(runtime::start(&dir, &sp).unwrap_err().code(), 125);
+}
+
+#[test]
+fn privileged_and_host_network() {
+    setup();
+    let s = lab::Scratch::new("privileged");
+    let (dir, upper, work) = s.container();
+    let mut sp = spec(&s, &upper, &work, &["sh", "-c", "grep CapEff /proc/self/status; grep Seccomp: /proc/self/status; ls /sys/class/net | wc -l; touch /sys/kernel/x 2>&1 | grep -c Read-only; true"]);
+    sp.privileged = true;
+    sp.network = NetworkMode::Host;
+    let (code, out, _) = run_spec(&dir, &sp);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(code, 0, "{out}");
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bounding = status
+        .lines()
+        .find(|l| l.starts_with("CapBnd:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap();
+    assert_eq!(lines[0], format!("CapEff:\t{bounding}"), "{out}");
+    assert_eq!(lines[1], "Seccomp:\t0", "{out}");
+    let host_ifaces = std::fs::read_dir("/sys/class/net").unwrap().count();
+    assert_eq!(
+        lines[2].parse::<usize>().unwrap(),
+        host_ifaces,
+        "host network expected"
+    );
+    assert_eq!(
+        lines[3], "0",
+        "/sys should be writable-mounted when privileged: {out}"
+    );
+}
+
+#[test]
+fn a_running_container_cannot_be_started_twice_and_top_lists_it() {
+    setup();
+    let s = lab::Scratch::new("twice");
+    let (dir, upper, work) = s.container();
+    let sp = spec(&s, &upper, &work, &["sleep", "100"]);
+    let pid = runtime::start(&dir, &sp).unwrap();
+    let err = runtime::start(&dir, &sp).unwrap_err();
+    assert!(err.message().contains("already running"), "{err:?}");
+    let rows = runtime::top(&dir).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].pid, rows[0].uid.as_str(), rows[0].cmd.as_str()),
+        (pid, "root", "sleep 100")
+    );
+    let stats = runtime::stats(&dir).unwrap();
+    assert!(stats.memory_usage > 0 && stats.pids == 1, "{stats:?}");
+    runtime::kill(&dir, 9).unwrap();
+    assert_eq!(runtime::wait(&dir).unwrap().code, 137);
+    runtime::cleanup(&dir).unwrap();
 }

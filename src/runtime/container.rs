@@ -176,6 +176,9 @@ fn setup_and_exec(c: &InitContext) -> Result<std::convert::Infallible, Failure> 
 
 /// Apply identity, capabilities, no_new_privs and seccomp to the current process.
 pub(crate) fn harden(id: &user::Identity, cap_mask: u64, privileged: bool) -> Result<(), Failure> {
+    // "All" means all that this process may still hand out (a daemon may run with a reduced
+    // bounding set itself).
+    let cap_mask = cap_mask & sys::bounding_set();
     for cap in 0..=sys::cap_last_cap() {
         if cap_mask & caps::bit(cap) == 0 {
             ctx(sys::capbset_drop(cap), || {

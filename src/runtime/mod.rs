@@ -262,6 +262,12 @@ fn start_with(dir: &Path, spec: &ContainerSpec, attached: bool) -> Result<(u32, 
             spec.id
         )));
     }
+    if let ContainerState::Running { pid, .. } = state(dir) {
+        return Err(StartError::Other(format!(
+            "container in {} is already running (pid {pid})",
+            dir.display()
+        )));
+    }
     for stale in [EXIT_FILE, STATE_FILE] {
         match std::fs::remove_file(dir.join(stale)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(other(e)),

@@ -555,6 +555,18 @@ pub fn cap_last_cap() -> u32 {
         .unwrap_or(40)
 }
 
+/// The capabilities in this process's bounding set (a container can hold no others).
+pub fn bounding_set() -> u64 {
+    let mut mask = 0u64;
+    for cap in 0..=cap_last_cap().min(63) {
+        // SAFETY: PR_CAPBSET_READ takes the capability number and returns 0 or 1.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) } == 1 {
+            mask |= 1 << cap;
+        }
+    }
+    mask
+}
+
 /// capset(2) with 64-bit masks (version 3 header).
 pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> io::Result<()> {
     #[repr(C)]
