@@ -180,10 +180,11 @@ fn launch_in(dir: &Path, spec: ContainerSpec, cgroups: cgroup::Cgroups) -> Resul
     if spec.network == super::NetworkMode::None {
         flags |= sys::CLONE_NEWNET;
     }
+    let (joined_r, joined_w) = sys::pipe().map_err(other)?;
     let ctx = InitContext {
         spec: spec.clone(),
         rootfs: dir.join(super::ROOTFS_DIR),
-        cgroup_procs: cgroups.procs_files(),
+        cgroups_joined: joined_r,
         stdio,
         err_pipe: err_w,
     };
@@ -194,6 +195,18 @@ fn launch_in(dir: &Path, spec: ContainerSpec, cgroups: cgroup::Cgroups) -> Resul
         container::run(ctx)
     }
     drop(ctx);
+    for procs in cgroups.procs_files() {
+        let d = procs.parent().unwrap_or(Path::new("/"));
+        if let Err(e) = cgroup::write_file(d, "cgroup.procs", &pid.to_string()) {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            let _ = sys::waitpid(pid, false);
+            return Err(StartError::Other(format!(
+                "placing the container in cgroup {}: {e}",
+                d.display()
+            )));
+        }
+    }
+    let _ = File::from(joined_w).write_all(b"1");
     let mut tty = None;
     if let Some(sock) = tty_sock {
         // The child sends the pty master once it has created it, or exits having failed.
@@ -561,7 +574,11 @@ fn finish(
         error: String::new(),
     };
     let mut status = 0;
-    if let Err(e) = atomic::write_json(&dir.join(super::EXIT_FILE), &exit) {
+    // Renamed into place first (readers see it complete at once) and made durable below,
+    // after the waiters are released: a disk flush must not delay `docker run --rm`.
+    let exit_path = dir.join(super::EXIT_FILE);
+    let recorded = super::write_runtime_file(&exit_path, &exit);
+    if let Err(e) = &recorded {
         eprintln!("shoal shim: recording the exit: {e}");
         status = 125;
     }
@@ -575,6 +592,16 @@ fn finish(
         let _ = c.sock.write_all(&c.out);
     }
     drop(clients);
+    if recorded.is_ok() {
+        let synced = File::open(&exit_path)
+            .and_then(|f| f.sync_all())
+            .and_then(|()| atomic::sync_dir(dir));
+        if let Err(e) = synced {
+            // fsync errors are not retried: the data may already be lost.
+            eprintln!("shoal shim: syncing {}: {e}", exit_path.display());
+            status = 125;
+        }
+    }
     if let Err(e) = r.cgroups.remove() {
         eprintln!("shoal shim: {e}");
     }
