@@ -659,6 +659,19 @@ fn a_running_container_cannot_be_started_twice_and_top_lists_it() {
     let pid = runtime::start(&dir, &sp).unwrap();
     let err = runtime::start(&dir, &sp).unwrap_err();
     assert!(err.message().contains("already running"), "{err:?}");
+    let mut helper = runtime::exec(
+        &dir,
+        &runtime::ExecSpec {
+            args: vec!["sleep".into(), "5".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let rows = runtime::top(&dir).unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1].cmd, "sleep 5");
+    helper.kill(9).unwrap();
+    assert_eq!(helper.wait().unwrap(), 137);
     let rows = runtime::top(&dir).unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(

@@ -154,6 +154,12 @@ fn launch(dir: &Path) -> Result<Running, StartError> {
 fn launch_in(dir: &Path, spec: ContainerSpec, cgroups: cgroup::Cgroups) -> Result<Running, StartError> {
     let other = |e: io::Error| StartError::Other(e.to_string());
     let listener = proto::bind(dir).map_err(other)?;
+    // Whoever can use the socket can signal the container and type into it: root only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let sock = dir.join(proto::SOCKET);
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).map_err(other)?;
+    }
     let (err_r, err_w) = sys::pipe().map_err(other)?;
     let mut outputs = vec![];
     let mut stdin = None;

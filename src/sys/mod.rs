@@ -144,7 +144,7 @@ pub unsafe fn clone_fork(flags: libc::c_int) -> io::Result<libc::pid_t> {
 /// The caller must be single-threaded (see [`clone_fork`]).
 pub unsafe fn fork() -> io::Result<libc::pid_t> {
     // SAFETY: the caller guarantees single-threadedness.
-    Ok(check(unsafe { libc::fork() })?)
+    check(unsafe { libc::fork() })
 }
 
 /// setsid(2); an error (already a group leader) is ignored by callers that only need a session.
