@@ -684,3 +684,42 @@ fn a_running_container_cannot_be_started_twice_and_top_lists_it() {
     assert_eq!(runtime::wait(&dir).unwrap().code, 137);
     runtime::cleanup(&dir).unwrap();
 }
+
+/// cgroup v2 has no devices.allow: the policy is an eBPF program. The hybrid host has an
+/// (empty) cgroup2 hierarchy, where device programs work all the same: prove it for real.
+#[test]
+fn v2_device_program_blocks_the_host_disk() {
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    assert!(
+        unified.join("cgroup.procs").exists(),
+        "this test expects cgroup2 at {}",
+        unified.display()
+    );
+    let dir = unified.join(format!("shoal-test-{}-devices", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    runtime::cgroup::restrict_devices_v2(&dir).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata("/").unwrap().dev();
+    let uevent = std::fs::read_to_string(format!(
+        "/sys/dev/block/{}:{}/uevent",
+        libc::major(dev),
+        libc::minor(dev)
+    ))
+    .unwrap();
+    let disk = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME=")).unwrap();
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && head -c 3 /dev/zero | wc -c && head -c 16 /dev/{disk} | wc -c",
+        dir.display()
+    );
+    let out = std::process::Command::new("/bin/sh")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    let _ = std::fs::remove_dir(&dir);
+    assert_eq!(stdout, "3\n0\n", "{stderr}");
+    assert!(stderr.contains("Operation not permitted"), "{stderr}");
+}

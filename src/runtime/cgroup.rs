@@ -209,8 +209,25 @@ fn mkdir(dir: &Path) -> io::Result<()> {
 pub fn create(layout: &Layout, parent: &str, id: &str, limits: &Limits) -> io::Result<Cgroups> {
     match layout {
         Layout::V1(hs) => create_v1(hs, parent, id, limits),
-        Layout::V2 { mountpoint, own } => create_v2(mountpoint, own, parent, id, limits),
+        Layout::V2 { mountpoint, own } => {
+            let cg = create_v2(mountpoint, own, parent, id, limits)?;
+            if !limits.all_devices {
+                restrict_devices_v2(&cg.dirs[0].1)?;
+            }
+            Ok(cg)
+        }
     }
+}
+
+/// Apply the device allow-list to a v2 cgroup (an eBPF program; see `devices`).
+pub fn restrict_devices_v2(dir: &Path) -> io::Result<()> {
+    let insns = super::devices::encode(&super::devices::program());
+    crate::sys::attach_device_program(dir, &insns).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("attaching the device policy to {}: {e}", dir.display()),
+        )
+    })
 }
 
 fn create_v1(hierarchies: &[Hierarchy], parent: &str, id: &str, limits: &Limits) -> io::Result<Cgroups> {

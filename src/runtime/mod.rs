@@ -22,6 +22,7 @@ pub mod caps;
 pub mod cgroup;
 pub mod clock;
 mod container;
+pub mod devices;
 pub mod exec;
 pub mod logs;
 mod proto;
