@@ -241,6 +241,32 @@ fn proc_sys_and_masked_paths_are_protected() {
     assert_eq!(out, "0\n0\n", "{err}");
 }
 
+/// A device node the host itself can read (the disk may be closed to this sandbox too, which
+/// would make a disk-only check pass for the wrong reason): /dev/vcs, char 7:0.
+fn host_readable_device() -> (&'static str, u32, u32) {
+    let mut f = std::fs::File::open("/dev/vcs").expect("/dev/vcs must be readable on the host");
+    let mut b = [0u8; 1];
+    assert_eq!(
+        std::io::Read::read(&mut f, &mut b).unwrap(),
+        1,
+        "host cannot read /dev/vcs"
+    );
+    ("/dev/vcs", 7, 0)
+}
+
+#[test]
+fn device_nodes_outside_the_allow_list_cannot_be_read() {
+    setup();
+    let s = lab::Scratch::new("vcs");
+    let (_, major, minor) = host_readable_device();
+    let script =
+        format!("mknod /tmp/vcs c {major} {minor} && head -c 1 /dev/zero | wc -c && head -c 1 /tmp/vcs");
+    let (code, out, err) = run(&s, &["sh", "-c", &script]);
+    assert_ne!(code, 0, "read a host device: {out}");
+    assert_eq!(out, "1\n");
+    assert!(err.contains("Operation not permitted"), "{err}");
+}
+
 #[test]
 fn host_disk_device_cannot_be_read() {
     setup();
@@ -686,7 +712,8 @@ fn a_running_container_cannot_be_started_twice_and_top_lists_it() {
 }
 
 /// cgroup v2 has no devices.allow: the policy is an eBPF program. The hybrid host has an
-/// (empty) cgroup2 hierarchy, where device programs work all the same: prove it for real.
+/// (empty) cgroup2 hierarchy, where device programs work all the same: prove it for real
+/// with a device this process can read outside the cgroup.
 #[test]
 fn v2_device_program_blocks_the_host_disk() {
     let unified = Path::new("/sys/fs/cgroup/unified");
@@ -698,17 +725,9 @@ fn v2_device_program_blocks_the_host_disk() {
     let dir = unified.join(format!("shoal-test-{}-devices", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     runtime::cgroup::restrict_devices_v2(&dir).unwrap();
-    use std::os::unix::fs::MetadataExt;
-    let dev = std::fs::metadata("/").unwrap().dev();
-    let uevent = std::fs::read_to_string(format!(
-        "/sys/dev/block/{}:{}/uevent",
-        libc::major(dev),
-        libc::minor(dev)
-    ))
-    .unwrap();
-    let disk = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME=")).unwrap();
+    let (device, _, _) = host_readable_device();
     let script = format!(
-        "echo $$ > {}/cgroup.procs && head -c 3 /dev/zero | wc -c && head -c 16 /dev/{disk} | wc -c",
+        "echo $$ > {}/cgroup.procs && head -c 3 /dev/zero | wc -c && head -c 1 {device} | wc -c",
         dir.display()
     );
     let out = std::process::Command::new("/bin/sh")
