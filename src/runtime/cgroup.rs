@@ -34,8 +34,10 @@ pub enum Layout {
     V2 { mountpoint: PathBuf, own: String },
 }
 
-/// v1 controllers a container joins (others, like cpuset or name=systemd, are left alone).
-const V1_CONTROLLERS: [&str; 7] = ["memory", "cpu", "cpuacct", "pids", "devices", "freezer", "blkio"];
+/// v1 controllers a container joins (others, like cpuset, freezer or name=systemd, are left
+/// alone).
+/// Each costs a mkdir and a move at every start, so only those limits and stats need.
+const V1_CONTROLLERS: [&str; 5] = ["memory", "cpu", "cpuacct", "pids", "devices"];
 
 /// The cgroups a container was given; recorded in the container dir so that any later daemon
 /// can read stats, detect OOM kills and remove them.
