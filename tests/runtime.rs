@@ -200,7 +200,7 @@ fn cannot_see_host_processes_or_mounts() {
     assert_eq!(code, 0);
     let pids: Vec<&str> = out.lines().filter(|l| l.starts_with("/proc/")).collect();
     assert!(pids.len() <= 3, "container sees other processes: {pids:?}");
-    assert!(out.contains("/proc/1\n") && out.contains("sh-c"), "{out}");
+    assert!(out.contains("/proc/1\n") && out.contains("sh\u{0}-c"), "{out}");
     let (_, mounts, _) = run(&s, &["cat", "/proc/self/mountinfo"]);
     let points: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(4)).collect();
     for p in &points {
@@ -239,6 +239,32 @@ fn proc_sys_and_masked_paths_are_protected() {
         &["sh", "-c", "wc -c < /proc/timer_list; ls /sys/firmware | wc -l"],
     );
     assert_eq!(out, "0\n0\n", "{err}");
+}
+
+/// A device node the host itself can read (the disk may be closed to this sandbox too, which
+/// would make a disk-only check pass for the wrong reason): /dev/vcs, char 7:0.
+fn host_readable_device() -> (&'static str, u32, u32) {
+    let mut f = std::fs::File::open("/dev/vcs").expect("/dev/vcs must be readable on the host");
+    let mut b = [0u8; 1];
+    assert_eq!(
+        std::io::Read::read(&mut f, &mut b).unwrap(),
+        1,
+        "host cannot read /dev/vcs"
+    );
+    ("/dev/vcs", 7, 0)
+}
+
+#[test]
+fn device_nodes_outside_the_allow_list_cannot_be_read() {
+    setup();
+    let s = lab::Scratch::new("vcs");
+    let (_, major, minor) = host_readable_device();
+    let script =
+        format!("mknod /tmp/vcs c {major} {minor} && head -c 1 /dev/zero | wc -c && head -c 1 /tmp/vcs");
+    let (code, out, err) = run(&s, &["sh", "-c", &script]);
+    assert_ne!(code, 0, "read a host device: {out}");
+    assert_eq!(out, "1\n");
+    assert!(err.contains("Operation not permitted"), "{err}");
 }
 
 #[test]
@@ -615,4 +641,104 @@ fn empty_lower_list_is_an_error() {
     let mut sp = spec(&s, &upper, &work, &["true"]);
     sp.rootfs.lower.clear();
     assert_eq!(runtime::start(&dir, &sp).unwrap_err().code(), 125);
+}
+
+#[test]
+fn privileged_and_host_network() {
+    setup();
+    let s = lab::Scratch::new("privileged");
+    let (dir, upper, work) = s.container();
+    let mut sp = spec(&s, &upper, &work, &["sh", "-c", "grep CapEff /proc/self/status; grep Seccomp: /proc/self/status; ls /sys/class/net | wc -l; touch /sys/kernel/x 2>&1 | grep -c Read-only; true"]);
+    sp.privileged = true;
+    sp.network = NetworkMode::Host;
+    let (code, out, _) = run_spec(&dir, &sp);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(code, 0, "{out}");
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bounding = status
+        .lines()
+        .find(|l| l.starts_with("CapBnd:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap();
+    assert_eq!(lines[0], format!("CapEff:\t{bounding}"), "{out}");
+    assert_eq!(lines[1], "Seccomp:\t0", "{out}");
+    let host_ifaces = std::fs::read_dir("/sys/class/net").unwrap().count();
+    assert_eq!(
+        lines[2].parse::<usize>().unwrap(),
+        host_ifaces,
+        "host network expected"
+    );
+    assert_eq!(
+        lines[3], "0",
+        "/sys should be writable-mounted when privileged: {out}"
+    );
+}
+
+#[test]
+fn a_running_container_cannot_be_started_twice_and_top_lists_it() {
+    setup();
+    let s = lab::Scratch::new("twice");
+    let (dir, upper, work) = s.container();
+    let sp = spec(&s, &upper, &work, &["sleep", "100"]);
+    let pid = runtime::start(&dir, &sp).unwrap();
+    let err = runtime::start(&dir, &sp).unwrap_err();
+    assert!(err.message().contains("already running"), "{err:?}");
+    let mut helper = runtime::exec(
+        &dir,
+        &runtime::ExecSpec {
+            args: vec!["sleep".into(), "5".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let rows = runtime::top(&dir).unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1].cmd, "sleep 5");
+    helper.kill(9).unwrap();
+    assert_eq!(helper.wait().unwrap(), 137);
+    let rows = runtime::top(&dir).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].pid, rows[0].uid.as_str(), rows[0].cmd.as_str()),
+        (pid, "root", "sleep 100")
+    );
+    let stats = runtime::stats(&dir).unwrap();
+    assert!(stats.memory_usage > 0 && stats.pids == 1, "{stats:?}");
+    runtime::kill(&dir, 9).unwrap();
+    assert_eq!(runtime::wait(&dir).unwrap().code, 137);
+    runtime::cleanup(&dir).unwrap();
+}
+
+/// cgroup v2 has no devices.allow: the policy is an eBPF program. The hybrid host has an
+/// (empty) cgroup2 hierarchy, where device programs work all the same: prove it for real
+/// with a device this process can read outside the cgroup.
+#[test]
+fn v2_device_program_blocks_the_host_disk() {
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    assert!(
+        unified.join("cgroup.procs").exists(),
+        "this test expects cgroup2 at {}",
+        unified.display()
+    );
+    let dir = unified.join(format!("shoal-test-{}-devices", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    runtime::cgroup::restrict_devices_v2(&dir).unwrap();
+    let (device, _, _) = host_readable_device();
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && head -c 3 /dev/zero | wc -c && head -c 1 {device} | wc -c",
+        dir.display()
+    );
+    let out = std::process::Command::new("/bin/sh")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    let _ = std::fs::remove_dir(&dir);
+    assert_eq!(stdout, "3\n0\n", "{stderr}");
+    assert!(stderr.contains("Operation not permitted"), "{stderr}");
 }

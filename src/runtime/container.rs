@@ -5,7 +5,7 @@
 //! "<exit code> <message>" and the process exits; a successful execve closes the pipe
 //! (close-on-exec), which the shim reads as success.
 
-use super::{caps, cgroup, seccomp, user, BindFile, ContainerSpec, NetworkMode};
+use super::{caps, seccomp, user, BindFile, ContainerSpec, NetworkMode};
 use crate::sys;
 use std::ffi::CString;
 use std::fs;
@@ -39,7 +39,10 @@ pub(crate) enum Stdio {
 pub(crate) struct InitContext {
     pub spec: ContainerSpec,
     pub rootfs: PathBuf,
-    pub cgroup_procs: Vec<PathBuf>,
+    /// The shim moves this process into the container's cgroups while it sets up its mounts
+    /// (a v1 cgroup move waits for an RCU grace period: better spent in parallel), then
+    /// writes one byte here.
+    pub cgroups_joined: OwnedFd,
     pub stdio: Stdio,
     pub err_pipe: OwnedFd,
 }
@@ -91,16 +94,6 @@ fn setup_and_exec(c: &InitContext) -> Result<std::convert::Infallible, Failure> 
     let spec = &c.spec;
     sys::umask(0);
     let _ = sys::setsid();
-    // Join the container's cgroups, then make them the root of a new cgroup namespace.
-    for procs in &c.cgroup_procs {
-        let dir = procs.parent().unwrap_or(Path::new("/"));
-        ctx(cgroup::write_file(dir, "cgroup.procs", "0"), || {
-            format!("joining cgroup {}", dir.display())
-        })?;
-    }
-    ctx(sys::unshare(sys::CLONE_NEWCGROUP), || {
-        "creating cgroup namespace".into()
-    })?;
     match &spec.network {
         NetworkMode::None => ctx(sys::loopback_up(), || "bringing up lo".into())?,
         NetworkMode::Host => {}
@@ -141,6 +134,11 @@ fn setup_and_exec(c: &InitContext) -> Result<std::convert::Infallible, Failure> 
             "making rootfs read-only".into()
         })?;
     }
+    wait_for_cgroups(c.cgroups_joined.as_raw_fd())?;
+    // The container's cgroups become the root of its own cgroup namespace.
+    ctx(sys::unshare(sys::CLONE_NEWCGROUP), || {
+        "creating cgroup namespace".into()
+    })?;
     if !spec.hostname.is_empty() {
         ctx(sys::sethostname(&spec.hostname), || {
             format!("setting hostname {:?}", spec.hostname)
@@ -174,8 +172,28 @@ fn setup_and_exec(c: &InitContext) -> Result<std::convert::Infallible, Failure> 
     exec(&program, &spec.args, &env)
 }
 
+fn wait_for_cgroups(fd: RawFd) -> Result<(), Failure> {
+    let mut byte = [0u8; 1];
+    loop {
+        // SAFETY: reading one byte into a valid buffer.
+        let n = unsafe { libc::read(fd, byte.as_mut_ptr() as *mut libc::c_void, 1) };
+        if n == 1 {
+            return Ok(());
+        }
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return Err(Failure::other(
+            "the shim could not place the container in its cgroups",
+        ));
+    }
+}
+
 /// Apply identity, capabilities, no_new_privs and seccomp to the current process.
 pub(crate) fn harden(id: &user::Identity, cap_mask: u64, privileged: bool) -> Result<(), Failure> {
+    // "All" means all that this process may still hand out (a daemon may run with a reduced
+    // bounding set itself).
+    let cap_mask = cap_mask & sys::bounding_set();
     for cap in 0..=sys::cap_last_cap() {
         if cap_mask & caps::bit(cap) == 0 {
             ctx(sys::capbset_drop(cap), || {

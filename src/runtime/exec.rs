@@ -56,9 +56,10 @@ impl ExecProcess {
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
     }
 
-    /// Send a signal to the program (through the helper, which forwards it).
+    /// Send a signal to the program. Sent directly, not through the helper: SIGKILL cannot be
+    /// forwarded. The pid cannot have been reused while the helper, its parent, has not reaped it.
     pub fn kill(&self, signal: i32) -> io::Result<()> {
-        sys::kill(self.helper.id() as i32, signal)
+        sys::kill(self.pid as i32, signal)
     }
 
     pub fn resize(&self, rows: u16, cols: u16) -> io::Result<()> {

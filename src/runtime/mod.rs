@@ -22,6 +22,7 @@ pub mod caps;
 pub mod cgroup;
 pub mod clock;
 mod container;
+pub mod devices;
 pub mod exec;
 pub mod logs;
 mod proto;
@@ -260,6 +261,12 @@ fn start_with(dir: &Path, spec: &ContainerSpec, attached: bool) -> Result<(u32, 
         return Err(StartError::Other(format!(
             "container {}: rootfs has no lower layer",
             spec.id
+        )));
+    }
+    if let ContainerState::Running { pid, .. } = state(dir) {
+        return Err(StartError::Other(format!(
+            "container in {} is already running (pid {pid})",
+            dir.display()
         )));
     }
     for stale in [EXIT_FILE, STATE_FILE] {

@@ -93,6 +93,18 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        // A failed test may leave containers running: stop them before removing their files.
+        for n in 0..self.count.get() {
+            let dir = self.root.join(format!("c{n}")).join("dir");
+            if matches!(
+                shoal::runtime::state(&dir),
+                shoal::runtime::ContainerState::Running { .. }
+            ) {
+                let _ = shoal::runtime::kill(&dir, 9);
+                let _ = shoal::runtime::wait(&dir);
+            }
+            let _ = shoal::runtime::cleanup(&dir);
+        }
         let _ = fs::remove_dir_all(&self.root);
         // The per-test cgroup parent in each hierarchy (the containers' own are gone by now).
         if let Ok(cg) = fs::read_to_string("/proc/self/cgroup") {
