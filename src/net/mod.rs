@@ -155,6 +155,16 @@ struct State {
     published: Vec<PublishedPort>,
 }
 
+/// Names of the two ends of one endpoint's veth pair.
+struct Link<'a> {
+    bridge: &'a str,
+    host_if: &'a str,
+    ifname: &'a str,
+    /// The container's first interface: it carries the default route.
+    first: bool,
+    mac: [u8; 6],
+}
+
 /// How the manager runs; [`NetworkManager::open`] uses the defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -840,6 +850,10 @@ impl NetworkManager {
 
     /// Connect a container (its network namespace file, e.g. `/proc/PID/ns/net`) to `network`.
     /// The first network a container joins gives it its default route.
+    ///
+    /// The endpoint (address, interface names) is persisted once, before any link is made: a
+    /// crash midway leaves a recorded endpoint without links, which `detach` clears, and
+    /// never an address in use that the state does not know.
     pub fn attach(
         &mut self,
         container_id: &str,
@@ -859,15 +873,32 @@ impl NetworkManager {
             )
         };
         let (Some(bridge), Some(_)) = (net.bridge.clone(), net.pool.as_ref()) else {
-            return Err(ctx(err(
+            let e = err(
                 io::ErrorKind::Unsupported,
                 format!("network driver {} has no endpoints", net.driver),
-            )));
+            );
+            return Err(ctx(e));
         };
         if net.endpoints.contains_key(container_id) {
             return Err(ctx(err(io::ErrorKind::AlreadyExists, "already connected".into())));
         }
         let net_id = net.id.clone();
+
+        // Names first (nothing to undo yet): the next free ethN inside, a veth name outside.
+        let container_ns = Netns::Path(netns_path.to_path_buf());
+        let mut c = Netlink::open(&container_ns).map_err(ctx)?;
+        let taken: Vec<String> = c.links().map_err(ctx)?.into_iter().map(|l| l.name).collect();
+        let ifname = (0..)
+            .map(|n| format!("eth{n}"))
+            .find(|n| !taken.contains(n))
+            .unwrap_or_default();
+        let first = !taken.iter().any(|n| n.starts_with("eth"));
+        let mut host_if = format!("vs{}{}", ifname_part(container_id, 7), &net_id[..4]);
+        // Ids sharing a prefix would collide on the name: fall back to a random one.
+        if !matches!(self.nl.link(&host_if), Ok(None)) {
+            host_if = format!("vs{}", random_hex(6)?);
+        }
+
         let pool = self.state.networks[i]
             .pool
             .as_mut()
@@ -878,53 +909,19 @@ impl NetworkManager {
         }
         .map_err(|e| ctx(err(io::ErrorKind::AddrNotAvailable, e.to_string())))?;
         let (prefix, gateway) = (pool.subnet.prefix, pool.gateway);
-        // Persist the allocation before plumbing: a crash now leaks an address, never reuses one.
-        if let Err(e) = self.persist() {
-            self.release_ip(i, ip);
-            return Err(ctx(e));
-        }
-        let suffix = format!("{}{}", ifname_part(container_id, 7), &net_id[..4]);
-        let mut host_if = format!("vs{suffix}");
-        let mut peer_if = format!("vp{suffix}");
-        // Ids sharing a prefix would collide on the name: fall back to random ones.
-        if self.nl.link(&host_if)?.is_some() {
-            let r = random_hex(6)?;
-            host_if = format!("vs{r}");
-            peer_if = format!("vp{r}");
-        }
-        let container_ns = Netns::Path(netns_path.to_path_buf());
-        let octets = ip.octets();
-        let mac = [0x02, 0x42, octets[0], octets[1], octets[2], octets[3]];
+        let o = ip.octets();
+        let mac = [0x02, 0x42, o[0], o[1], o[2], o[3]];
         let mac_text = mac
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect::<Vec<_>>()
             .join(":");
-        let plumbed = self.plumb(
-            &bridge,
-            &host_if,
-            &peer_if,
-            &container_ns,
-            ip,
-            prefix,
-            gateway,
-            mac,
-        );
-        let ifname = match plumbed {
-            Ok(ifname) => ifname,
-            Err(e) => {
-                let _ = self.nl.delete_link(&host_if);
-                self.release_ip(i, ip);
-                let _ = self.persist();
-                return Err(ctx(e));
-            }
-        };
         let endpoint = Endpoint {
             ip,
             prefix,
             gateway,
             mac: mac_text,
-            ifname,
+            ifname: ifname.clone(),
         };
         let record = EndpointRecord {
             container_id: container_id.to_string(),
@@ -938,10 +935,21 @@ impl NetworkManager {
         self.state.networks[i]
             .endpoints
             .insert(container_id.to_string(), record.clone());
-        if let Err(e) = self.persist() {
+        let plumbed = self.persist().and_then(|_| {
+            let link = Link {
+                bridge: &bridge,
+                host_if: &host_if,
+                ifname: &ifname,
+                first,
+                mac,
+            };
+            self.plumb(&mut c, &container_ns, &link, ip, prefix, gateway)
+        });
+        if let Err(e) = plumbed {
             self.state.networks[i].endpoints.remove(container_id);
             let _ = self.nl.delete_link(&host_if);
             self.release_ip(i, ip);
+            let _ = self.persist();
             return Err(ctx(e));
         }
         self.register_dns(&net_name, &record);
@@ -954,61 +962,48 @@ impl NetworkManager {
         }
     }
 
-    /// veth pair, host end on the bridge, container end renamed to the next ethN, addressed,
-    /// up, with the default route when it is the container's first interface.
-    #[allow(clippy::too_many_arguments)]
+    /// veth pair, host end on the bridge, container end as `ifname`, addressed, up, with the
+    /// default route when it is the container's first interface.
     fn plumb(
         &mut self,
-        bridge: &str,
-        host_if: &str,
-        peer_if: &str,
+        c: &mut Netlink,
         container_ns: &Netns,
+        link: &Link<'_>,
         ip: Ipv4Addr,
         prefix: u8,
         gateway: Ipv4Addr,
-        mac: [u8; 6],
-    ) -> io::Result<String> {
-        let bridge_index = self.nl.index(bridge)?;
+    ) -> io::Result<()> {
+        let bridge_index = self.nl.index(link.bridge)?;
         let mtu = self
             .nl
-            .link(bridge)?
+            .link(link.bridge)?
             .map(|l| l.mtu)
             .filter(|&m| m > 0)
             .unwrap_or(1500);
-        self.nl.create_veth(host_if, peer_if)?;
-        self.nl.set_link(
-            host_if,
-            &LinkChange {
-                master: Some(bridge_index),
-                mtu: Some(mtu),
-                up: Some(true),
-                ..Default::default()
-            },
-        )?;
-        self.nl.move_to_netns(peer_if, container_ns)?;
-        let mut c = Netlink::open(container_ns)?;
-        let taken: Vec<String> = c.links()?.into_iter().map(|l| l.name).collect();
-        let ifname = (0..)
-            .map(|n| format!("eth{n}"))
-            .find(|n| !taken.contains(n))
-            .ok_or_else(|| io::Error::other("no free ethN name"))?;
-        let first = !taken.iter().any(|n| n.starts_with("eth"));
-        c.set_link(
-            peer_if,
-            &LinkChange {
-                name: Some(ifname.clone()),
-                mac: Some(mac),
-                mtu: Some(mtu),
-                ..Default::default()
-            },
-        )?;
-        c.set_up(&ifname)?;
+        // The container end is born in its namespace under its final name: moving a link
+        // between namespaces waits for an RCU grace period (about 20 ms here).
+        self.nl
+            .create_veth_into(link.host_if, link.ifname, container_ns)?;
+        let host_change = LinkChange {
+            master: Some(bridge_index),
+            mtu: Some(mtu),
+            up: Some(true),
+            ..Default::default()
+        };
+        self.nl.set_link(link.host_if, &host_change)?;
+        let inner = LinkChange {
+            mac: Some(link.mac),
+            mtu: Some(mtu),
+            up: Some(true),
+            ..Default::default()
+        };
+        c.set_link(link.ifname, &inner)?;
         c.set_up("lo")?;
-        c.add_addr_v4(&ifname, ip, prefix)?;
-        if first {
-            c.add_default_route_v4(gateway, &ifname)?;
+        c.add_addr_v4(link.ifname, ip, prefix)?;
+        if link.first {
+            c.add_default_route_v4(gateway, link.ifname)?;
         }
-        Ok(ifname)
+        Ok(())
     }
 
     /// Disconnect a container from `network`: its veth goes, its address is released.

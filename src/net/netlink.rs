@@ -150,8 +150,17 @@ impl Netlink {
 
     pub fn create_veth(&mut self, name: &str, peer: &str) -> io::Result<()> {
         self.ack(
-            wire::new_veth(name, peer),
+            wire::new_veth(name, peer, None),
             &format!("creating veth pair {name}/{peer}"),
+        )
+    }
+
+    /// Create a veth pair whose `peer` end is made directly inside `target`.
+    pub fn create_veth_into(&mut self, name: &str, peer: &str, target: &Netns) -> io::Result<()> {
+        let file = target.open()?;
+        self.ack(
+            wire::new_veth(name, peer, Some(file.as_raw_fd())),
+            &format!("creating veth pair {name}/{peer} (peer in netns {target:?})"),
         )
     }
 
