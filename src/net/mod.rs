@@ -204,6 +204,8 @@ pub struct NetworkManager {
     reservations: BTreeMap<(Proto, u16), std::os::fd::OwnedFd>,
     /// Userland relays, when the board has no nftables.
     proxy: Option<proxy::Proxy>,
+    /// Whether `nft` took a rule set yet (None: not tried).
+    nft_works: Option<bool>,
 }
 
 fn err(kind: io::ErrorKind, msg: String) -> io::Error {
@@ -256,6 +258,7 @@ impl NetworkManager {
             listeners: BTreeMap::new(),
             reservations: BTreeMap::new(),
             proxy: None,
+            nft_works: None,
         })
     }
 
@@ -358,10 +361,27 @@ impl NetworkManager {
         });
     }
 
-    fn apply_firewall(&self) -> io::Result<()> {
-        if !self.config.firewall || !firewall::available() {
+    /// Replace the rule set. The first time, a kernel or `nft` that cannot take it (no
+    /// nf_tables on the board) switches the manager to no rules and the userland proxy,
+    /// rather than failing the daemon; later failures are errors.
+    fn apply_firewall(&mut self) -> io::Result<()> {
+        if !self.use_nft() {
             return Ok(());
         }
+        let result = self.try_apply_firewall();
+        match (&result, self.nft_works) {
+            (Ok(()), _) => self.nft_works = Some(true),
+            (Err(e), None) => {
+                log::warn!("nftables unusable, using no rules and the userland proxy: {e}");
+                self.nft_works = Some(false);
+                return Ok(());
+            }
+            (Err(_), Some(_)) => {}
+        }
+        result
+    }
+
+    fn try_apply_firewall(&self) -> io::Result<()> {
         let bridges: Vec<firewall::BridgeRules> = self
             .state
             .networks
@@ -418,7 +438,7 @@ impl NetworkManager {
     }
 
     fn use_nft(&self) -> bool {
-        self.config.firewall && firewall::available()
+        self.config.firewall && self.nft_works != Some(false) && firewall::available()
     }
 
     /// Hold `port` (0: any) for `m`: a bound socket under nftables, else a proxy listener.
@@ -1162,7 +1182,7 @@ impl NetworkManager {
         self.state.published.clear();
         self.reservations.clear();
         self.persist()?;
-        if self.config.firewall && firewall::available() {
+        if self.use_nft() {
             firewall::remove(&self.config.host)?;
         }
         Ok(())
