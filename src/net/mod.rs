@@ -869,7 +869,10 @@ impl NetworkManager {
     }
 
     /// Connect a container (its network namespace file, e.g. `/proc/PID/ns/net`) to `network`.
-    /// The first network a container joins gives it its default route.
+    /// The first network a container joins gives it its default route. The container is
+    /// resolvable on this network by its name, its short id and every name in `aliases`
+    /// (network aliases, plus its hostname and compose service name when it has them), each
+    /// also as `name.network`.
     ///
     /// The endpoint (address, interface names) is persisted once, before any link is made: a
     /// crash midway leaves a recorded endpoint without links, which `detach` clears, and
