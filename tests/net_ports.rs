@@ -141,6 +141,16 @@ fn published_ports_from_lan_and_localhost() {
     };
     let mut nm = NetworkManager::open_with(&lab.state_dir, config()).unwrap();
     nm.ensure_default(None).unwrap();
+    // A subnet the board is already on is refused; without --subnet a free one is picked.
+    let lan_clash = shoal::net::NetworkOptions {
+        subnet: Some("192.168.0.0/16".into()),
+        ..Default::default()
+    };
+    let e = nm.create("clash", lan_clash).unwrap_err().to_string();
+    assert!(e.contains("192.168.77.0/24") && e.contains("lan0"), "{e}");
+    let auto = nm.create("auto", Default::default()).unwrap();
+    assert_eq!(auto.subnet.as_deref(), Some("172.31.0.0/16"));
+    nm.remove("auto").unwrap();
     let c1_path = match &c1_ns {
         Netns::Path(p) => p.clone(),
         Netns::Current => unreachable!(),
@@ -229,7 +239,15 @@ fn published_ports_from_lan_and_localhost() {
     nm.attach("c3", "c3", &c3_path, "sealed", &[], None).unwrap();
     // Give the LAN host a route back, so only the firewall can stop the connection.
     let route = Command::new("ip")
-        .args(["-n", &_lan_name, "route", "add", "10.88.0.0/24", "via", "192.168.77.1"])
+        .args([
+            "-n",
+            &_lan_name,
+            "route",
+            "add",
+            "10.88.0.0/24",
+            "via",
+            "192.168.77.1",
+        ])
         .status()
         .unwrap();
     assert!(route.success());

@@ -605,7 +605,8 @@ impl NetworkManager {
             };
             let pool = Pool::new(bip, Some(&gateway), None)
                 .map_err(|e| err(io::ErrorKind::InvalidInput, format!("--bip {bip}: {e}")))?;
-            self.check_overlap(&pool.subnet, None)?;
+            let host = self.host_subnets()?;
+            self.check_overlap(&pool.subnet, &host)?;
             self.state.networks.push(NetworkRecord {
                 id: random_hex(32)?,
                 name: DEFAULT_NETWORK.into(),
@@ -625,32 +626,53 @@ impl NetworkManager {
         self.apply_firewall()
     }
 
-    fn check_overlap(&self, subnet: &Subnet, except: Option<&str>) -> io::Result<()> {
+    /// Subnets of the addresses the board has on interfaces that are not shoal's bridges.
+    fn host_subnets(&mut self) -> io::Result<Vec<(String, Subnet)>> {
+        let names: std::collections::HashMap<u32, String> =
+            self.nl.links()?.into_iter().map(|l| (l.index, l.name)).collect();
+        let ours: Vec<&str> = self
+            .state
+            .networks
+            .iter()
+            .filter_map(|n| n.bridge.as_deref())
+            .chain([DEFAULT_BRIDGE])
+            .collect();
+        Ok(self
+            .nl
+            .addrs_v4()?
+            .into_iter()
+            .filter_map(|(index, addr, prefix)| {
+                let name = names.get(&index).cloned().unwrap_or_else(|| format!("#{index}"));
+                (!ours.contains(&name.as_str())).then(|| (name, Subnet::new(addr, prefix)))
+            })
+            .collect())
+    }
+
+    /// A new network's subnet must not overlap another network's, nor a subnet the board is on
+    /// (`host`, from [`NetworkManager::host_subnets`]): its addresses would be unreachable.
+    fn check_overlap(&self, subnet: &Subnet, host: &[(String, Subnet)]) -> io::Result<()> {
         for n in &self.state.networks {
-            if Some(n.id.as_str()) == except {
-                continue;
+            if let Some(p) = n.pool.as_ref().filter(|p| p.subnet.overlaps(subnet)) {
+                let msg = format!(
+                    "subnet {subnet} overlaps subnet {} of network {}",
+                    p.subnet, n.name
+                );
+                return Err(err(io::ErrorKind::AlreadyExists, msg));
             }
-            if let Some(p) = &n.pool {
-                if p.subnet.overlaps(subnet) {
-                    return Err(err(
-                        io::ErrorKind::AlreadyExists,
-                        format!(
-                            "subnet {subnet} overlaps subnet {} of network {}",
-                            p.subnet, n.name
-                        ),
-                    ));
-                }
-            }
+        }
+        if let Some((ifname, s)) = host.iter().find(|(_, s)| s.overlaps(subnet)) {
+            let msg = format!("subnet {subnet} overlaps {s} of the board's interface {ifname}");
+            return Err(err(io::ErrorKind::AlreadyExists, msg));
         }
         Ok(())
     }
 
     /// A free /16 for a network created without `--subnet`.
-    fn pick_subnet(&self) -> io::Result<String> {
+    fn pick_subnet(&self, host: &[(String, Subnet)]) -> io::Result<String> {
         let candidates = std::iter::once((172, 31)).chain((200..=254).map(|b| (10, b)));
         for (a, b) in candidates {
             let s = Subnet::new(Ipv4Addr::new(a, b, 0, 0), 16);
-            if self.check_overlap(&s, None).is_ok() {
+            if self.check_overlap(&s, host).is_ok() {
                 return Ok(s.to_string());
             }
         }
@@ -689,13 +711,14 @@ impl NetworkManager {
                 format!("network {name}: driver {driver} is not supported"),
             ));
         }
+        let host = self.host_subnets()?;
         let subnet = match &opts.subnet {
             Some(s) => s.clone(),
-            None => self.pick_subnet()?,
+            None => self.pick_subnet(&host)?,
         };
         let pool = Pool::new(&subnet, opts.gateway.as_deref(), opts.ip_range.as_deref())
             .map_err(|e| err(io::ErrorKind::InvalidInput, format!("network {name}: {e}")))?;
-        self.check_overlap(&pool.subnet, None)
+        self.check_overlap(&pool.subnet, &host)
             .map_err(|e| err(e.kind(), format!("network {name}: {e}")))?;
         let id = random_hex(32)?;
         let bridge = opts

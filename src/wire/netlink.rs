@@ -16,6 +16,7 @@ pub const RTM_NEWLINK: u16 = 16;
 pub const RTM_DELLINK: u16 = 17;
 pub const RTM_GETLINK: u16 = 18;
 pub const RTM_NEWADDR: u16 = 20;
+pub const RTM_GETADDR: u16 = 22;
 pub const RTM_NEWROUTE: u16 = 24;
 
 pub const NLM_F_REQUEST: u16 = 0x1;
@@ -249,6 +250,32 @@ pub fn dump_links() -> Request {
     Request::new(RTM_GETLINK, NLM_F_DUMP, &ifinfomsg(0, 0, 0))
 }
 
+/// RTM_GETADDR dump of every IPv4 address.
+pub fn dump_addrs_v4() -> Request {
+    Request::new(RTM_GETADDR, NLM_F_DUMP, &[AF_INET, 0, 0, 0, 0, 0, 0, 0])
+}
+
+/// An IPv4 RTM_NEWADDR payload as (link index, address, prefix); None for other families.
+pub fn parse_addr_v4(payload: &[u8]) -> Result<Option<(u32, Ipv4Addr, u8)>, NetlinkError> {
+    if payload.len() < 8 {
+        return Err(NetlinkError::Truncated { at: payload.len() });
+    }
+    if payload[0] != AF_INET {
+        return Ok(None);
+    }
+    let (prefix, index) = (payload[1], ne_u32(payload, 4)?);
+    let mut addr = None;
+    for (kind, data) in parse_attrs(payload, 8)? {
+        // IFA_LOCAL is the interface's own address; IFA_ADDRESS the peer on point-to-point.
+        if let (IFA_LOCAL | IFA_ADDRESS, Ok(octets)) = (kind, <[u8; 4]>::try_from(data)) {
+            if kind == IFA_LOCAL || addr.is_none() {
+                addr = Some(Ipv4Addr::from(octets));
+            }
+        }
+    }
+    Ok(addr.map(|a| (index, a, prefix)))
+}
+
 /// RTM_NEWADDR adding `addr/prefix` (with its broadcast) to link `index`.
 pub fn add_addr_v4(index: u32, addr: Ipv4Addr, prefix: u8) -> Request {
     let mut fixed = [0u8; 8];
@@ -440,6 +467,22 @@ mod tests {
     }
 
     #[test]
+    fn addr_round_trip() {
+        let msg = add_addr_v4(7, Ipv4Addr::new(10, 1, 2, 3), 16).finish(1);
+        let r = &parse_replies(&msg).unwrap()[0];
+        assert_eq!(
+            parse_addr_v4(r.payload).unwrap(),
+            Some((7, Ipv4Addr::new(10, 1, 2, 3), 16))
+        );
+        assert_eq!(
+            parse_addr_v4(&[10, 64, 0, 0, 1, 0, 0, 0]).unwrap(),
+            None,
+            "IPv6 is skipped"
+        );
+        assert!(parse_addr_v4(&[2, 24]).is_err());
+    }
+
+    #[test]
     fn ack_and_error_codes() {
         let mut msg = Request::new(NLMSG_ERROR, 0, &(-17i32).to_ne_bytes()).finish(2);
         msg.extend(Request::new(NLMSG_ERROR, 0, &0i32.to_ne_bytes()).finish(3));
@@ -463,6 +506,7 @@ mod tests {
             if let Ok(replies) = parse_replies(&bytes) {
                 for r in replies {
                     let _ = parse_link(r.payload);
+                    let _ = parse_addr_v4(r.payload);
                     let _ = error_code(r.payload);
                 }
             }
