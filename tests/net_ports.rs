@@ -212,6 +212,9 @@ fn published_ports_from_lan_and_localhost() {
     let clash = nm.publish("c2", &[tcp(8080, None)]).unwrap_err().to_string();
     assert!(clash.contains("8080") && clash.contains("c2"), "{clash}");
     assert!(netns::run_in(&lab_ns, || TcpListener::bind("0.0.0.0:8080")).is_err());
+    // Hairpin: c2, on c1's network, through the board's LAN address.
+    let hairpin = tcp_get(&c2_ns, lab_addr(8080)).unwrap();
+    assert_eq!(hairpin, "hello from c1 to 172.30.0.1");
     // A range skips the taken port.
     let ranged = nm.publish("c2", &[tcp(9000, Some(9003))]).unwrap();
 

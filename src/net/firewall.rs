@@ -6,7 +6,8 @@
 //! outside through masquerading. A published port is DNATed both for traffic arriving from
 //! outside (prerouting) and for the board's own connections (output), including to
 //! 127.0.0.1, whose source is then masqueraded to the bridge address (the bridge needs
-//! `route_localnet`, see [`enable_route_localnet`]). [`ruleset`] is pure; [`apply`] runs
+//! `route_localnet`, see [`enable_route_localnet`]); a container reaching a published port of
+//! its own network through the board's address is masqueraded too (hairpin). [`ruleset`] is pure; [`apply`] runs
 //! `nft` inside the given namespace.
 
 use super::ipam::Subnet;
@@ -109,6 +110,13 @@ pub fn ruleset(bridges: &[BridgeRules], ports: &[Dnat]) -> String {
         s.push_str(&format!(
             "    ip saddr 127.0.0.0/8 oifname {} masquerade\n",
             quoted(&b.bridge)
+        ));
+        // Hairpin: a container reaching a published port of its own network through the
+        // board's address; without this the reply would bypass the board and be refused.
+        let q = quoted(&b.bridge);
+        s.push_str(&format!(
+            "    oifname {q} ip saddr {} ct status dnat masquerade\n",
+            b.subnet
         ));
     }
     for b in bridges.iter().filter(|b| !b.internal) {
@@ -217,6 +225,7 @@ mod tests {
         assert!(s.contains("ip daddr 192.168.1.5 udp dport 53 dnat ip to 172.30.0.3:5353"));
         assert!(s.contains("ip saddr 127.0.0.0/8 oifname \"shoal0\" masquerade"));
         assert_eq!(s.matches("dport 8080").count(), 2, "prerouting and output");
+        assert!(s.contains("oifname \"shoal0\" ip saddr 172.30.0.0/16 ct status dnat masquerade"));
         assert!(!ruleset(&[], &[]).contains("elements"));
     }
 }
