@@ -11,6 +11,9 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+/// One data message of a reply: (message type, payload).
+type Payload = (u16, Vec<u8>);
+
 /// An open rtnetlink socket.
 pub struct Netlink {
     fd: OwnedFd,
@@ -77,7 +80,7 @@ impl Netlink {
 
     /// Like [`Netlink::collect`], with the kernel's refusal as a bare errno.
     /// Every data message answering `seq` as (type, payload), until the ack or DONE.
-    fn collect_raw(&mut self, seq: u32, what: &str) -> io::Result<Result<Vec<(u16, Vec<u8>)>, i32>> {
+    fn collect_raw(&mut self, seq: u32, what: &str) -> io::Result<Result<Vec<Payload>, i32>> {
         let mut buf = vec![0u8; 64 * 1024];
         let mut links = Vec::new();
         loop {
@@ -229,7 +232,7 @@ impl Netlink {
     }
 }
 
-fn parse_links(payloads: Vec<(u16, Vec<u8>)>, what: &str) -> io::Result<Vec<LinkInfo>> {
+fn parse_links(payloads: Vec<Payload>, what: &str) -> io::Result<Vec<LinkInfo>> {
     payloads
         .iter()
         .filter(|(t, _)| *t == wire::RTM_NEWLINK)
