@@ -212,6 +212,40 @@ fn published_ports_from_lan_and_localhost() {
     let clash = nm.publish("c2", &[tcp(8080, None)]).unwrap_err().to_string();
     assert!(clash.contains("8080") && clash.contains("c2"), "{clash}");
     assert!(netns::run_in(&lab_ns, || TcpListener::bind("0.0.0.0:8080")).is_err());
+    // The embedded DNS serves its network, not the LAN (even with a route to the gateway).
+    let dns = |ns: &str| {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "dig",
+                "+time=1",
+                "+tries=1",
+                "@172.30.0.1",
+                "c1",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The default bridge only forwards (Docker's has no names); no upstream here: SERVFAIL.
+    let answer = dns(&_c2_name);
+    assert!(
+        answer.contains("status: SERVFAIL"),
+        "the DNS answers its own containers: {answer}"
+    );
+    let route = [
+        "-n",
+        &_lan_name,
+        "route",
+        "add",
+        "172.30.0.0/16",
+        "via",
+        "192.168.77.1",
+    ];
+    assert!(Command::new("ip").args(route).status().unwrap().success());
+    assert!(!dns(&_lan_name).contains("status:"), "no answer to the LAN");
     // Hairpin: c2, on c1's network, through the board's LAN address.
     let hairpin = tcp_get(&c2_ns, lab_addr(8080)).unwrap();
     assert_eq!(hairpin, "hello from c1 to 172.30.0.1");

@@ -22,6 +22,8 @@ pub const TABLE: &str = "shoal";
 pub struct BridgeRules {
     pub bridge: String,
     pub subnet: Subnet,
+    /// The bridge's own address, where the embedded DNS listens.
+    pub gateway: std::net::Ipv4Addr,
     pub internal: bool,
 }
 
@@ -72,6 +74,18 @@ pub fn ruleset(bridges: &[BridgeRules], ports: &[Dnat]) -> String {
     if !bridges.is_empty() {
         let names: Vec<String> = bridges.iter().map(|b| quoted(&b.bridge)).collect();
         s.push_str(&format!("    elements = {{ {} }}\n", names.join(", ")));
+    }
+    s.push_str("  }\n");
+    // The embedded DNS answers its own network (and the board itself), not the LAN.
+    s.push_str("  chain input {\n    type filter hook input priority filter; policy accept;\n");
+    for b in bridges {
+        let q = quoted(&b.bridge);
+        for proto in ["udp", "tcp"] {
+            s.push_str(&format!(
+                "    ip daddr {} {proto} dport 53 iifname != {{ {q}, \"lo\" }} drop\n",
+                b.gateway
+            ));
+        }
     }
     s.push_str("  }\n");
     s.push_str("  chain forward {\n    type filter hook forward priority filter; policy accept;\n");
@@ -186,10 +200,14 @@ mod tests {
 
     #[test]
     fn ruleset_isolates_and_masquerades() {
-        let b = |name: &str, subnet: &str, internal| BridgeRules {
-            bridge: name.into(),
-            subnet: Subnet::parse(subnet, "s").unwrap(),
-            internal,
+        let b = |name: &str, subnet: &str, internal| {
+            let subnet = Subnet::parse(subnet, "s").unwrap();
+            BridgeRules {
+                bridge: name.into(),
+                subnet,
+                gateway: subnet.first_host(),
+                internal,
+            }
         };
         let ports = [
             Dnat {
@@ -226,6 +244,7 @@ mod tests {
         assert!(s.contains("ip saddr 127.0.0.0/8 oifname \"shoal0\" masquerade"));
         assert_eq!(s.matches("dport 8080").count(), 2, "prerouting and output");
         assert!(s.contains("oifname \"shoal0\" ip saddr 172.30.0.0/16 ct status dnat masquerade"));
+        assert!(s.contains("ip daddr 172.30.0.1 udp dport 53 iifname != { \"shoal0\", \"lo\" } drop"));
         assert!(!ruleset(&[], &[]).contains("elements"));
     }
 }

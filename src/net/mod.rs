@@ -390,6 +390,7 @@ impl NetworkManager {
                 Some(firewall::BridgeRules {
                     bridge: n.bridge.clone()?,
                     subnet: n.pool.as_ref()?.subnet,
+                    gateway: n.pool.as_ref()?.gateway,
                     internal: n.internal,
                 })
             })
