@@ -141,6 +141,16 @@ fn published_ports_from_lan_and_localhost() {
     };
     let mut nm = NetworkManager::open_with(&lab.state_dir, config()).unwrap();
     nm.ensure_default(None).unwrap();
+    // A subnet the board is already on is refused; without --subnet a free one is picked.
+    let lan_clash = shoal::net::NetworkOptions {
+        subnet: Some("192.168.0.0/16".into()),
+        ..Default::default()
+    };
+    let e = nm.create("clash", lan_clash).unwrap_err().to_string();
+    assert!(e.contains("192.168.77.0/24") && e.contains("lan0"), "{e}");
+    let auto = nm.create("auto", Default::default()).unwrap();
+    assert_eq!(auto.subnet.as_deref(), Some("172.31.0.0/16"));
+    nm.remove("auto").unwrap();
     let c1_path = match &c1_ns {
         Netns::Path(p) => p.clone(),
         Netns::Current => unreachable!(),
@@ -202,6 +212,43 @@ fn published_ports_from_lan_and_localhost() {
     let clash = nm.publish("c2", &[tcp(8080, None)]).unwrap_err().to_string();
     assert!(clash.contains("8080") && clash.contains("c2"), "{clash}");
     assert!(netns::run_in(&lab_ns, || TcpListener::bind("0.0.0.0:8080")).is_err());
+    // The embedded DNS serves its network, not the LAN (even with a route to the gateway).
+    let dns = |ns: &str| {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "dig",
+                "+time=1",
+                "+tries=1",
+                "@172.30.0.1",
+                "c1",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The default bridge only forwards (Docker's has no names); no upstream here: SERVFAIL.
+    let answer = dns(&_c2_name);
+    assert!(
+        answer.contains("status: SERVFAIL"),
+        "the DNS answers its own containers: {answer}"
+    );
+    let route = [
+        "-n",
+        &_lan_name,
+        "route",
+        "add",
+        "172.30.0.0/16",
+        "via",
+        "192.168.77.1",
+    ];
+    assert!(Command::new("ip").args(route).status().unwrap().success());
+    assert!(!dns(&_lan_name).contains("status:"), "no answer to the LAN");
+    // Hairpin: c2, on c1's network, through the board's LAN address.
+    let hairpin = tcp_get(&c2_ns, lab_addr(8080)).unwrap();
+    assert_eq!(hairpin, "hello from c1 to 172.30.0.1");
     // A range skips the taken port.
     let ranged = nm.publish("c2", &[tcp(9000, Some(9003))]).unwrap();
 
@@ -229,7 +276,15 @@ fn published_ports_from_lan_and_localhost() {
     nm.attach("c3", "c3", &c3_path, "sealed", &[], None).unwrap();
     // Give the LAN host a route back, so only the firewall can stop the connection.
     let route = Command::new("ip")
-        .args(["-n", &_lan_name, "route", "add", "10.88.0.0/24", "via", "192.168.77.1"])
+        .args([
+            "-n",
+            &_lan_name,
+            "route",
+            "add",
+            "10.88.0.0/24",
+            "via",
+            "192.168.77.1",
+        ])
         .status()
         .unwrap();
     assert!(route.success());

@@ -51,8 +51,9 @@ impl DnsTable {
         for n in &mut entry.names {
             *n = n.trim_end_matches('.').to_ascii_lowercase();
         }
-        entry.names.retain(|n| !n.is_empty());
-        entry.names.dedup();
+        // Unique, first occurrence kept: the first name is the one PTR answers give.
+        let mut seen = std::collections::HashSet::new();
+        entry.names.retain(|n| !n.is_empty() && seen.insert(n.clone()));
         self.remove(&entry.container_id, &entry.network);
         self.entries.push(entry);
     }

@@ -6,7 +6,8 @@
 //! outside through masquerading. A published port is DNATed both for traffic arriving from
 //! outside (prerouting) and for the board's own connections (output), including to
 //! 127.0.0.1, whose source is then masqueraded to the bridge address (the bridge needs
-//! `route_localnet`, see [`enable_route_localnet`]). [`ruleset`] is pure; [`apply`] runs
+//! `route_localnet`, see [`enable_route_localnet`]); a container reaching a published port of
+//! its own network through the board's address is masqueraded too (hairpin). [`ruleset`] is pure; [`apply`] runs
 //! `nft` inside the given namespace.
 
 use super::ipam::Subnet;
@@ -21,6 +22,8 @@ pub const TABLE: &str = "shoal";
 pub struct BridgeRules {
     pub bridge: String,
     pub subnet: Subnet,
+    /// The bridge's own address, where the embedded DNS listens.
+    pub gateway: std::net::Ipv4Addr,
     pub internal: bool,
 }
 
@@ -73,6 +76,18 @@ pub fn ruleset(bridges: &[BridgeRules], ports: &[Dnat]) -> String {
         s.push_str(&format!("    elements = {{ {} }}\n", names.join(", ")));
     }
     s.push_str("  }\n");
+    // The embedded DNS answers its own network (and the board itself), not the LAN.
+    s.push_str("  chain input {\n    type filter hook input priority filter; policy accept;\n");
+    for b in bridges {
+        let q = quoted(&b.bridge);
+        for proto in ["udp", "tcp"] {
+            s.push_str(&format!(
+                "    ip daddr {} {proto} dport 53 iifname != {{ {q}, \"lo\" }} drop\n",
+                b.gateway
+            ));
+        }
+    }
+    s.push_str("  }\n");
     s.push_str("  chain forward {\n    type filter hook forward priority filter; policy accept;\n");
     for b in bridges {
         let q = quoted(&b.bridge);
@@ -109,6 +124,13 @@ pub fn ruleset(bridges: &[BridgeRules], ports: &[Dnat]) -> String {
         s.push_str(&format!(
             "    ip saddr 127.0.0.0/8 oifname {} masquerade\n",
             quoted(&b.bridge)
+        ));
+        // Hairpin: a container reaching a published port of its own network through the
+        // board's address; without this the reply would bypass the board and be refused.
+        let q = quoted(&b.bridge);
+        s.push_str(&format!(
+            "    oifname {q} ip saddr {} ct status dnat masquerade\n",
+            b.subnet
         ));
     }
     for b in bridges.iter().filter(|b| !b.internal) {
@@ -178,10 +200,14 @@ mod tests {
 
     #[test]
     fn ruleset_isolates_and_masquerades() {
-        let b = |name: &str, subnet: &str, internal| BridgeRules {
-            bridge: name.into(),
-            subnet: Subnet::parse(subnet, "s").unwrap(),
-            internal,
+        let b = |name: &str, subnet: &str, internal| {
+            let subnet = Subnet::parse(subnet, "s").unwrap();
+            BridgeRules {
+                bridge: name.into(),
+                subnet,
+                gateway: subnet.first_host(),
+                internal,
+            }
         };
         let ports = [
             Dnat {
@@ -217,6 +243,8 @@ mod tests {
         assert!(s.contains("ip daddr 192.168.1.5 udp dport 53 dnat ip to 172.30.0.3:5353"));
         assert!(s.contains("ip saddr 127.0.0.0/8 oifname \"shoal0\" masquerade"));
         assert_eq!(s.matches("dport 8080").count(), 2, "prerouting and output");
+        assert!(s.contains("oifname \"shoal0\" ip saddr 172.30.0.0/16 ct status dnat masquerade"));
+        assert!(s.contains("ip daddr 172.30.0.1 udp dport 53 iifname != { \"shoal0\", \"lo\" } drop"));
         assert!(!ruleset(&[], &[]).contains("elements"));
     }
 }

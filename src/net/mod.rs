@@ -155,6 +155,16 @@ struct State {
     published: Vec<PublishedPort>,
 }
 
+/// Names of the two ends of one endpoint's veth pair.
+struct Link<'a> {
+    bridge: &'a str,
+    host_if: &'a str,
+    ifname: &'a str,
+    /// The container's first interface: it carries the default route.
+    first: bool,
+    mac: [u8; 6],
+}
+
 /// How the manager runs; [`NetworkManager::open`] uses the defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -194,6 +204,8 @@ pub struct NetworkManager {
     reservations: BTreeMap<(Proto, u16), std::os::fd::OwnedFd>,
     /// Userland relays, when the board has no nftables.
     proxy: Option<proxy::Proxy>,
+    /// Whether `nft` took a rule set yet (None: not tried).
+    nft_works: Option<bool>,
 }
 
 fn err(kind: io::ErrorKind, msg: String) -> io::Error {
@@ -246,6 +258,7 @@ impl NetworkManager {
             listeners: BTreeMap::new(),
             reservations: BTreeMap::new(),
             proxy: None,
+            nft_works: None,
         })
     }
 
@@ -348,10 +361,27 @@ impl NetworkManager {
         });
     }
 
-    fn apply_firewall(&self) -> io::Result<()> {
-        if !self.config.firewall || !firewall::available() {
+    /// Replace the rule set. The first time, a kernel or `nft` that cannot take it (no
+    /// nf_tables on the board) switches the manager to no rules and the userland proxy,
+    /// rather than failing the daemon; later failures are errors.
+    fn apply_firewall(&mut self) -> io::Result<()> {
+        if !self.use_nft() {
             return Ok(());
         }
+        let result = self.try_apply_firewall();
+        match (&result, self.nft_works) {
+            (Ok(()), _) => self.nft_works = Some(true),
+            (Err(e), None) => {
+                log::warn!("nftables unusable, using no rules and the userland proxy: {e}");
+                self.nft_works = Some(false);
+                return Ok(());
+            }
+            (Err(_), Some(_)) => {}
+        }
+        result
+    }
+
+    fn try_apply_firewall(&self) -> io::Result<()> {
         let bridges: Vec<firewall::BridgeRules> = self
             .state
             .networks
@@ -360,6 +390,7 @@ impl NetworkManager {
                 Some(firewall::BridgeRules {
                     bridge: n.bridge.clone()?,
                     subnet: n.pool.as_ref()?.subnet,
+                    gateway: n.pool.as_ref()?.gateway,
                     internal: n.internal,
                 })
             })
@@ -408,7 +439,7 @@ impl NetworkManager {
     }
 
     fn use_nft(&self) -> bool {
-        self.config.firewall && firewall::available()
+        self.config.firewall && self.nft_works != Some(false) && firewall::available()
     }
 
     /// Hold `port` (0: any) for `m`: a bound socket under nftables, else a proxy listener.
@@ -575,7 +606,8 @@ impl NetworkManager {
             };
             let pool = Pool::new(bip, Some(&gateway), None)
                 .map_err(|e| err(io::ErrorKind::InvalidInput, format!("--bip {bip}: {e}")))?;
-            self.check_overlap(&pool.subnet, None)?;
+            let host = self.host_subnets()?;
+            self.check_overlap(&pool.subnet, &host)?;
             self.state.networks.push(NetworkRecord {
                 id: random_hex(32)?,
                 name: DEFAULT_NETWORK.into(),
@@ -595,32 +627,53 @@ impl NetworkManager {
         self.apply_firewall()
     }
 
-    fn check_overlap(&self, subnet: &Subnet, except: Option<&str>) -> io::Result<()> {
+    /// Subnets of the addresses the board has on interfaces that are not shoal's bridges.
+    fn host_subnets(&mut self) -> io::Result<Vec<(String, Subnet)>> {
+        let names: std::collections::HashMap<u32, String> =
+            self.nl.links()?.into_iter().map(|l| (l.index, l.name)).collect();
+        let ours: Vec<&str> = self
+            .state
+            .networks
+            .iter()
+            .filter_map(|n| n.bridge.as_deref())
+            .chain([DEFAULT_BRIDGE])
+            .collect();
+        Ok(self
+            .nl
+            .addrs_v4()?
+            .into_iter()
+            .filter_map(|(index, addr, prefix)| {
+                let name = names.get(&index).cloned().unwrap_or_else(|| format!("#{index}"));
+                (!ours.contains(&name.as_str())).then(|| (name, Subnet::new(addr, prefix)))
+            })
+            .collect())
+    }
+
+    /// A new network's subnet must not overlap another network's, nor a subnet the board is on
+    /// (`host`, from [`NetworkManager::host_subnets`]): its addresses would be unreachable.
+    fn check_overlap(&self, subnet: &Subnet, host: &[(String, Subnet)]) -> io::Result<()> {
         for n in &self.state.networks {
-            if Some(n.id.as_str()) == except {
-                continue;
+            if let Some(p) = n.pool.as_ref().filter(|p| p.subnet.overlaps(subnet)) {
+                let msg = format!(
+                    "subnet {subnet} overlaps subnet {} of network {}",
+                    p.subnet, n.name
+                );
+                return Err(err(io::ErrorKind::AlreadyExists, msg));
             }
-            if let Some(p) = &n.pool {
-                if p.subnet.overlaps(subnet) {
-                    return Err(err(
-                        io::ErrorKind::AlreadyExists,
-                        format!(
-                            "subnet {subnet} overlaps subnet {} of network {}",
-                            p.subnet, n.name
-                        ),
-                    ));
-                }
-            }
+        }
+        if let Some((ifname, s)) = host.iter().find(|(_, s)| s.overlaps(subnet)) {
+            let msg = format!("subnet {subnet} overlaps {s} of the board's interface {ifname}");
+            return Err(err(io::ErrorKind::AlreadyExists, msg));
         }
         Ok(())
     }
 
     /// A free /16 for a network created without `--subnet`.
-    fn pick_subnet(&self) -> io::Result<String> {
+    fn pick_subnet(&self, host: &[(String, Subnet)]) -> io::Result<String> {
         let candidates = std::iter::once((172, 31)).chain((200..=254).map(|b| (10, b)));
         for (a, b) in candidates {
             let s = Subnet::new(Ipv4Addr::new(a, b, 0, 0), 16);
-            if self.check_overlap(&s, None).is_ok() {
+            if self.check_overlap(&s, host).is_ok() {
                 return Ok(s.to_string());
             }
         }
@@ -659,13 +712,14 @@ impl NetworkManager {
                 format!("network {name}: driver {driver} is not supported"),
             ));
         }
+        let host = self.host_subnets()?;
         let subnet = match &opts.subnet {
             Some(s) => s.clone(),
-            None => self.pick_subnet()?,
+            None => self.pick_subnet(&host)?,
         };
         let pool = Pool::new(&subnet, opts.gateway.as_deref(), opts.ip_range.as_deref())
             .map_err(|e| err(io::ErrorKind::InvalidInput, format!("network {name}: {e}")))?;
-        self.check_overlap(&pool.subnet, None)
+        self.check_overlap(&pool.subnet, &host)
             .map_err(|e| err(e.kind(), format!("network {name}: {e}")))?;
         let id = random_hex(32)?;
         let bridge = opts
@@ -839,7 +893,14 @@ impl NetworkManager {
     }
 
     /// Connect a container (its network namespace file, e.g. `/proc/PID/ns/net`) to `network`.
-    /// The first network a container joins gives it its default route.
+    /// The first network a container joins gives it its default route. The container is
+    /// resolvable on this network by its name, its short id and every name in `aliases`
+    /// (network aliases, plus its hostname and compose service name when it has them), each
+    /// also as `name.network`.
+    ///
+    /// The endpoint (address, interface names) is persisted once, before any link is made: a
+    /// crash midway leaves a recorded endpoint without links, which `detach` clears, and
+    /// never an address in use that the state does not know.
     pub fn attach(
         &mut self,
         container_id: &str,
@@ -859,15 +920,32 @@ impl NetworkManager {
             )
         };
         let (Some(bridge), Some(_)) = (net.bridge.clone(), net.pool.as_ref()) else {
-            return Err(ctx(err(
+            let e = err(
                 io::ErrorKind::Unsupported,
                 format!("network driver {} has no endpoints", net.driver),
-            )));
+            );
+            return Err(ctx(e));
         };
         if net.endpoints.contains_key(container_id) {
             return Err(ctx(err(io::ErrorKind::AlreadyExists, "already connected".into())));
         }
         let net_id = net.id.clone();
+
+        // Names first (nothing to undo yet): the next free ethN inside, a veth name outside.
+        let container_ns = Netns::Path(netns_path.to_path_buf());
+        let mut c = Netlink::open(&container_ns).map_err(ctx)?;
+        let taken: Vec<String> = c.links().map_err(ctx)?.into_iter().map(|l| l.name).collect();
+        let ifname = (0..)
+            .map(|n| format!("eth{n}"))
+            .find(|n| !taken.contains(n))
+            .unwrap_or_default();
+        let first = !taken.iter().any(|n| n.starts_with("eth"));
+        let mut host_if = format!("vs{}{}", ifname_part(container_id, 7), &net_id[..4]);
+        // Ids sharing a prefix would collide on the name: fall back to a random one.
+        if !matches!(self.nl.link(&host_if), Ok(None)) {
+            host_if = format!("vs{}", random_hex(6)?);
+        }
+
         let pool = self.state.networks[i]
             .pool
             .as_mut()
@@ -878,53 +956,19 @@ impl NetworkManager {
         }
         .map_err(|e| ctx(err(io::ErrorKind::AddrNotAvailable, e.to_string())))?;
         let (prefix, gateway) = (pool.subnet.prefix, pool.gateway);
-        // Persist the allocation before plumbing: a crash now leaks an address, never reuses one.
-        if let Err(e) = self.persist() {
-            self.release_ip(i, ip);
-            return Err(ctx(e));
-        }
-        let suffix = format!("{}{}", ifname_part(container_id, 7), &net_id[..4]);
-        let mut host_if = format!("vs{suffix}");
-        let mut peer_if = format!("vp{suffix}");
-        // Ids sharing a prefix would collide on the name: fall back to random ones.
-        if self.nl.link(&host_if)?.is_some() {
-            let r = random_hex(6)?;
-            host_if = format!("vs{r}");
-            peer_if = format!("vp{r}");
-        }
-        let container_ns = Netns::Path(netns_path.to_path_buf());
-        let octets = ip.octets();
-        let mac = [0x02, 0x42, octets[0], octets[1], octets[2], octets[3]];
+        let o = ip.octets();
+        let mac = [0x02, 0x42, o[0], o[1], o[2], o[3]];
         let mac_text = mac
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect::<Vec<_>>()
             .join(":");
-        let plumbed = self.plumb(
-            &bridge,
-            &host_if,
-            &peer_if,
-            &container_ns,
-            ip,
-            prefix,
-            gateway,
-            mac,
-        );
-        let ifname = match plumbed {
-            Ok(ifname) => ifname,
-            Err(e) => {
-                let _ = self.nl.delete_link(&host_if);
-                self.release_ip(i, ip);
-                let _ = self.persist();
-                return Err(ctx(e));
-            }
-        };
         let endpoint = Endpoint {
             ip,
             prefix,
             gateway,
             mac: mac_text,
-            ifname,
+            ifname: ifname.clone(),
         };
         let record = EndpointRecord {
             container_id: container_id.to_string(),
@@ -938,10 +982,21 @@ impl NetworkManager {
         self.state.networks[i]
             .endpoints
             .insert(container_id.to_string(), record.clone());
-        if let Err(e) = self.persist() {
+        let plumbed = self.persist().and_then(|_| {
+            let link = Link {
+                bridge: &bridge,
+                host_if: &host_if,
+                ifname: &ifname,
+                first,
+                mac,
+            };
+            self.plumb(&mut c, &container_ns, &link, ip, prefix, gateway)
+        });
+        if let Err(e) = plumbed {
             self.state.networks[i].endpoints.remove(container_id);
             let _ = self.nl.delete_link(&host_if);
             self.release_ip(i, ip);
+            let _ = self.persist();
             return Err(ctx(e));
         }
         self.register_dns(&net_name, &record);
@@ -954,61 +1009,48 @@ impl NetworkManager {
         }
     }
 
-    /// veth pair, host end on the bridge, container end renamed to the next ethN, addressed,
-    /// up, with the default route when it is the container's first interface.
-    #[allow(clippy::too_many_arguments)]
+    /// veth pair, host end on the bridge, container end as `ifname`, addressed, up, with the
+    /// default route when it is the container's first interface.
     fn plumb(
         &mut self,
-        bridge: &str,
-        host_if: &str,
-        peer_if: &str,
+        c: &mut Netlink,
         container_ns: &Netns,
+        link: &Link<'_>,
         ip: Ipv4Addr,
         prefix: u8,
         gateway: Ipv4Addr,
-        mac: [u8; 6],
-    ) -> io::Result<String> {
-        let bridge_index = self.nl.index(bridge)?;
+    ) -> io::Result<()> {
+        let bridge_index = self.nl.index(link.bridge)?;
         let mtu = self
             .nl
-            .link(bridge)?
+            .link(link.bridge)?
             .map(|l| l.mtu)
             .filter(|&m| m > 0)
             .unwrap_or(1500);
-        self.nl.create_veth(host_if, peer_if)?;
-        self.nl.set_link(
-            host_if,
-            &LinkChange {
-                master: Some(bridge_index),
-                mtu: Some(mtu),
-                up: Some(true),
-                ..Default::default()
-            },
-        )?;
-        self.nl.move_to_netns(peer_if, container_ns)?;
-        let mut c = Netlink::open(container_ns)?;
-        let taken: Vec<String> = c.links()?.into_iter().map(|l| l.name).collect();
-        let ifname = (0..)
-            .map(|n| format!("eth{n}"))
-            .find(|n| !taken.contains(n))
-            .ok_or_else(|| io::Error::other("no free ethN name"))?;
-        let first = !taken.iter().any(|n| n.starts_with("eth"));
-        c.set_link(
-            peer_if,
-            &LinkChange {
-                name: Some(ifname.clone()),
-                mac: Some(mac),
-                mtu: Some(mtu),
-                ..Default::default()
-            },
-        )?;
-        c.set_up(&ifname)?;
+        // The container end is born in its namespace under its final name: moving a link
+        // between namespaces waits for an RCU grace period (about 20 ms here).
+        self.nl
+            .create_veth_into(link.host_if, link.ifname, container_ns)?;
+        let host_change = LinkChange {
+            master: Some(bridge_index),
+            mtu: Some(mtu),
+            up: Some(true),
+            ..Default::default()
+        };
+        self.nl.set_link(link.host_if, &host_change)?;
+        let inner = LinkChange {
+            mac: Some(link.mac),
+            mtu: Some(mtu),
+            up: Some(true),
+            ..Default::default()
+        };
+        c.set_link(link.ifname, &inner)?;
         c.set_up("lo")?;
-        c.add_addr_v4(&ifname, ip, prefix)?;
-        if first {
-            c.add_default_route_v4(gateway, &ifname)?;
+        c.add_addr_v4(link.ifname, ip, prefix)?;
+        if link.first {
+            c.add_default_route_v4(gateway, link.ifname)?;
         }
-        Ok(ifname)
+        Ok(())
     }
 
     /// Disconnect a container from `network`: its veth goes, its address is released.
@@ -1167,7 +1209,7 @@ impl NetworkManager {
         self.state.published.clear();
         self.reservations.clear();
         self.persist()?;
-        if self.config.firewall && firewall::available() {
+        if self.use_nft() {
             firewall::remove(&self.config.host)?;
         }
         Ok(())

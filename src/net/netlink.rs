@@ -11,6 +11,9 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+/// One data message of a reply: (message type, payload).
+type Payload = (u16, Vec<u8>);
+
 /// An open rtnetlink socket.
 pub struct Netlink {
     fd: OwnedFd,
@@ -71,11 +74,13 @@ impl Netlink {
 
     /// Receive until the acknowledgement (or DONE) for `seq`; collect RTM_NEWLINK payloads.
     fn collect(&mut self, seq: u32, what: &str) -> io::Result<Vec<LinkInfo>> {
-        self.collect_raw(seq, what)?.map_err(|code| os_err(code, what))
+        let payloads = self.collect_raw(seq, what)?.map_err(|code| os_err(code, what))?;
+        parse_links(payloads, what)
     }
 
     /// Like [`Netlink::collect`], with the kernel's refusal as a bare errno.
-    fn collect_raw(&mut self, seq: u32, what: &str) -> io::Result<Result<Vec<LinkInfo>, i32>> {
+    /// Every data message answering `seq` as (type, payload), until the ack or DONE.
+    fn collect_raw(&mut self, seq: u32, what: &str) -> io::Result<Result<Vec<Payload>, i32>> {
         let mut buf = vec![0u8; 64 * 1024];
         let mut links = Vec::new();
         loop {
@@ -105,12 +110,7 @@ impl Netlink {
                         return Ok(if code == 0 { Ok(links) } else { Err(code) });
                     }
                     wire::NLMSG_DONE => return Ok(Ok(links)),
-                    wire::RTM_NEWLINK => {
-                        links.push(wire::parse_link(r.payload).map_err(|e| {
-                            io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}"))
-                        })?)
-                    }
-                    _ => {}
+                    other => links.push((other, r.payload.to_vec())),
                 }
             }
         }
@@ -124,11 +124,25 @@ impl Netlink {
     /// The link called `name`, if any.
     pub fn link(&mut self, name: &str) -> io::Result<Option<LinkInfo>> {
         let seq = self.send(wire::get_link(name))?;
-        match self.collect_raw(seq, &format!("looking up link {name}"))? {
-            Ok(mut links) => Ok(links.pop()),
+        let what = format!("looking up link {name}");
+        match self.collect_raw(seq, &what)? {
+            Ok(payloads) => Ok(parse_links(payloads, &what)?.pop()),
             Err(code) if code == libc::ENODEV => Ok(None),
             Err(code) => Err(os_err(code, &format!("looking up link {name}"))),
         }
+    }
+
+    /// Every IPv4 address in the namespace as (link index, address, prefix length).
+    pub fn addrs_v4(&mut self) -> io::Result<Vec<(u32, Ipv4Addr, u8)>> {
+        let seq = self.send(wire::dump_addrs_v4())?;
+        let what = "listing addresses";
+        let payloads = self.collect_raw(seq, what)?.map_err(|code| os_err(code, what))?;
+        payloads
+            .iter()
+            .filter(|(t, _)| *t == wire::RTM_NEWADDR)
+            .filter_map(|(_, p)| wire::parse_addr_v4(p).transpose())
+            .collect::<Result<_, _>>()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}")))
     }
 
     /// Every link in the namespace.
@@ -150,8 +164,17 @@ impl Netlink {
 
     pub fn create_veth(&mut self, name: &str, peer: &str) -> io::Result<()> {
         self.ack(
-            wire::new_veth(name, peer),
+            wire::new_veth(name, peer, None),
             &format!("creating veth pair {name}/{peer}"),
+        )
+    }
+
+    /// Create a veth pair whose `peer` end is made directly inside `target`.
+    pub fn create_veth_into(&mut self, name: &str, peer: &str, target: &Netns) -> io::Result<()> {
+        let file = target.open()?;
+        self.ack(
+            wire::new_veth(name, peer, Some(file.as_raw_fd())),
+            &format!("creating veth pair {name}/{peer} (peer in netns {target:?})"),
         )
     }
 
@@ -207,4 +230,13 @@ impl Netlink {
             &format!("adding default route via {gateway} dev {via}"),
         )
     }
+}
+
+fn parse_links(payloads: Vec<Payload>, what: &str) -> io::Result<Vec<LinkInfo>> {
+    payloads
+        .iter()
+        .filter(|(t, _)| *t == wire::RTM_NEWLINK)
+        .map(|(_, p)| wire::parse_link(p))
+        .collect::<Result<_, _>>()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}")))
 }

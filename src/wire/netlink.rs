@@ -16,6 +16,7 @@ pub const RTM_NEWLINK: u16 = 16;
 pub const RTM_DELLINK: u16 = 17;
 pub const RTM_GETLINK: u16 = 18;
 pub const RTM_NEWADDR: u16 = 20;
+pub const RTM_GETADDR: u16 = 22;
 pub const RTM_NEWROUTE: u16 = 24;
 
 pub const NLM_F_REQUEST: u16 = 0x1;
@@ -168,8 +169,9 @@ pub fn new_bridge(name: &str) -> Request {
     r
 }
 
-/// RTM_NEWLINK creating a veth pair `name` ⇄ `peer`.
-pub fn new_veth(name: &str, peer: &str) -> Request {
+/// RTM_NEWLINK creating a veth pair `name` ⇄ `peer`; with `peer_netns_fd` the peer is born
+/// in that namespace (cheaper than moving it later, which waits for an RCU grace period).
+pub fn new_veth(name: &str, peer: &str, peer_netns_fd: Option<i32>) -> Request {
     let mut r = Request::new(
         RTM_NEWLINK,
         NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
@@ -182,6 +184,9 @@ pub fn new_veth(name: &str, peer: &str) -> Request {
     let peer_nest = r.begin_nest(VETH_INFO_PEER);
     r.raw(&ifinfomsg(0, 0, 0));
     r.attr_str(IFLA_IFNAME, peer);
+    if let Some(fd) = peer_netns_fd {
+        r.attr(IFLA_NET_NS_FD, &fd.to_ne_bytes());
+    }
     r.end_nest(peer_nest);
     r.end_nest(data);
     r.end_nest(info);
@@ -243,6 +248,32 @@ pub fn get_link(name: &str) -> Request {
 /// RTM_GETLINK dump of every link.
 pub fn dump_links() -> Request {
     Request::new(RTM_GETLINK, NLM_F_DUMP, &ifinfomsg(0, 0, 0))
+}
+
+/// RTM_GETADDR dump of every IPv4 address.
+pub fn dump_addrs_v4() -> Request {
+    Request::new(RTM_GETADDR, NLM_F_DUMP, &[AF_INET, 0, 0, 0, 0, 0, 0, 0])
+}
+
+/// An IPv4 RTM_NEWADDR payload as (link index, address, prefix); None for other families.
+pub fn parse_addr_v4(payload: &[u8]) -> Result<Option<(u32, Ipv4Addr, u8)>, NetlinkError> {
+    if payload.len() < 8 {
+        return Err(NetlinkError::Truncated { at: payload.len() });
+    }
+    if payload[0] != AF_INET {
+        return Ok(None);
+    }
+    let (prefix, index) = (payload[1], ne_u32(payload, 4)?);
+    let mut addr = None;
+    for (kind, data) in parse_attrs(payload, 8)? {
+        // IFA_LOCAL is the interface's own address; IFA_ADDRESS the peer on point-to-point.
+        if let (IFA_LOCAL | IFA_ADDRESS, Ok(octets)) = (kind, <[u8; 4]>::try_from(data)) {
+            if kind == IFA_LOCAL || addr.is_none() {
+                addr = Some(Ipv4Addr::from(octets));
+            }
+        }
+    }
+    Ok(addr.map(|a| (index, a, prefix)))
 }
 
 /// RTM_NEWADDR adding `addr/prefix` (with its broadcast) to link `index`.
@@ -400,7 +431,7 @@ mod tests {
 
     #[test]
     fn veth_request_layout() {
-        let msg = new_veth("vh0", "vc0").finish(7);
+        let msg = new_veth("vh0", "vc0", Some(9)).finish(7);
         let replies = parse_replies(&msg).unwrap();
         assert_eq!(replies.len(), 1);
         let r = &replies[0];
@@ -414,6 +445,7 @@ mod tests {
         let data = parse_attrs(info[1].1, 0).unwrap();
         let peer = parse_attrs(data[0].1, 16).unwrap();
         assert_eq!(peer[0], (IFLA_IFNAME, &b"vc0\0"[..]));
+        assert_eq!(peer[1], (IFLA_NET_NS_FD, &9i32.to_ne_bytes()[..]));
         assert_eq!(msg.len() % 4, 0);
     }
 
@@ -432,6 +464,22 @@ mod tests {
             (link.index, link.name.as_str(), link.mtu, link.master),
             (5, "eth0", 1400, Some(3))
         );
+    }
+
+    #[test]
+    fn addr_round_trip() {
+        let msg = add_addr_v4(7, Ipv4Addr::new(10, 1, 2, 3), 16).finish(1);
+        let r = &parse_replies(&msg).unwrap()[0];
+        assert_eq!(
+            parse_addr_v4(r.payload).unwrap(),
+            Some((7, Ipv4Addr::new(10, 1, 2, 3), 16))
+        );
+        assert_eq!(
+            parse_addr_v4(&[10, 64, 0, 0, 1, 0, 0, 0]).unwrap(),
+            None,
+            "IPv6 is skipped"
+        );
+        assert!(parse_addr_v4(&[2, 24]).is_err());
     }
 
     #[test]
@@ -458,6 +506,7 @@ mod tests {
             if let Ok(replies) = parse_replies(&bytes) {
                 for r in replies {
                     let _ = parse_link(r.payload);
+                    let _ = parse_addr_v4(r.payload);
                     let _ = error_code(r.payload);
                 }
             }
