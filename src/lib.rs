@@ -9,6 +9,7 @@ pub mod api;
 pub mod cli;
 pub mod daemon;
 pub mod image;
+pub mod init;
 pub mod runtime;
 pub mod storage;
 pub mod sys;
