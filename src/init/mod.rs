@@ -5,6 +5,7 @@
 //! /etc/shoal/modules; host name; lo and the LAN interface (static `ip=`); the state
 //! partition (`shoal.data=`) or a tmpfs; then `shoal daemon` (this same binary), restarted
 //! with back-off whenever it dies. A helper process loads the baked-in images at first boot
+//! (`NAME.rootfs.tar` imported as NAME:latest, other `.tar` files through `shoal load`)
 //! and runs `shoal.autorun`. PID 1 reaps every orphan.
 //!
 //! Shutdown on SIGTERM (reboot), SIGUSR2 or SIGUSR1 (power off), or `shoal init poweroff|reboot`:
@@ -397,12 +398,15 @@ fn preload_images(config: &FileConfig, host: &str) {
             continue;
         }
         let t = Instant::now();
-        let status = Command::new(self_exe())
-            .arg0("shoal")
-            .args(["load", "-q", "-i"])
-            .arg(&file)
-            .env("DOCKER_HOST", host)
-            .status();
+        let mut cmd = Command::new(self_exe());
+        cmd.arg0("shoal").env("DOCKER_HOST", host);
+        // NAME.rootfs.tar is a plain root file system: imported as NAME:latest; any other
+        // .tar is a `docker save` / OCI archive.
+        match name.strip_suffix(".rootfs.tar") {
+            Some(repo) => cmd.arg("import").arg(&file).arg(format!("{repo}:latest")),
+            None => cmd.args(["load", "-q", "-i"]).arg(&file),
+        };
+        let status = cmd.status();
         match status {
             Ok(s) if s.success() => {
                 say!("loaded {name} in {} ms", t.elapsed().as_millis());
