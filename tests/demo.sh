@@ -25,7 +25,7 @@ trap cleanup EXIT
 
 ip netns add "$ns"
 ip -n "$ns" link set lo up
-ip netns exec "$ns" "$bin" daemon --root "$lab/root" --socket "$lab/shoal.sock" \
+nsenter --net=/run/netns/"$ns" "$bin" daemon --root "$lab/root" --socket "$lab/shoal.sock" \
     --cgroup-parent "shoal-demo-$$" >"$lab/daemon.log" 2>&1 &
 daemon_pid=$!
 export SHOAL_HOST=unix://$lab/shoal.sock

@@ -306,6 +306,29 @@ fn save_then_load_keeps_ids_and_skopeo_reads_it() {
         "skopeo copy: {}",
         String::from_utf8_lossy(&copy.stderr)
     );
+
+    // Archives written by skopeo (an OCI archive, and its own docker-archive flavour with
+    // top-level layer files and symlinks) load with the same image ID.
+    let c = ImageStore::open(&dir.join("c")).unwrap();
+    for (dest, name) in [("oci-archive", "sk/oci:1"), ("docker-archive", "sk/docker:1")] {
+        let file = dir.join(format!("{dest}.tar"));
+        let out = Command::new("skopeo")
+            .args([
+                "copy",
+                &format!("oci:{}:x", dir.join("oci").display()),
+                &format!("{dest}:{}:{name}", file.display()),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo copy to {dest}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines = c.load(fs::File::open(&file).unwrap()).unwrap();
+        assert_eq!(lines, vec![format!("Loaded image: {name}")]);
+        assert_eq!(c.resolve(name).unwrap().id, id, "{dest}");
+    }
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -696,4 +719,128 @@ fn reopening_collects_what_a_crash_left() {
     assert_eq!(dir_names(&root.join("layers")).len(), 1);
     fs::remove_dir_all(&dir).unwrap();
     fs::remove_dir_all(&orphan_store).unwrap();
+}
+
+/// A private dockerd for one test: its own network namespace (no bridge, no iptables), mount
+/// namespace, data and exec roots. Stopped (SIGTERM, then waited for) on drop.
+struct Dockerd {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Dockerd {
+    fn start(dir: &Path) -> Dockerd {
+        let socket = dir.join("docker.sock");
+        let script = format!(
+            "mount -t tmpfs tmpfs /run && exec dockerd --data-root {d}/root --exec-root {d}/exec \
+             -H unix://{s} --pidfile {d}/dockerd.pid --bridge=none --iptables=false --ip6tables=false",
+            d = dir.display(),
+            s = socket.display()
+        );
+        let log = fs::File::create(dir.join("dockerd.log")).unwrap();
+        let child = Command::new("unshare")
+            .args(["-n", "-m", "--propagation", "private", "sh", "-c", &script])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd (Debian docker.io) is needed for this test");
+        let d = Dockerd { child, socket };
+        for _ in 0..300 {
+            if d.docker(&["version"]).status.success() {
+                return d;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "dockerd did not come up: {}",
+            fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default()
+        );
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new("docker")
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket.display()))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the pid of a child this test spawned and has not yet reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn docker_loads_our_save_and_we_load_docker_save() {
+    let dir = lab("docker");
+    let dockerd = Dockerd::start(&dir);
+    let store = ImageStore::open(&dir.join("image")).unwrap();
+    let rootfs = busybox_rootfs(&dir, "docker-peer");
+    fs::write(dir.join("rootfs.tar"), &rootfs).unwrap();
+    let ours = store
+        .import(&rootfs[..], Some("shoal/bb:1"), &[r#"CMD ["sh"]"#.into()], "")
+        .unwrap();
+    let saved = dir.join("ours.tar");
+    store
+        .save(&["shoal/bb:1".into()], fs::File::create(&saved).unwrap())
+        .unwrap();
+    let out = dockerd.docker(&["load", "-i", saved.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "docker load: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = dockerd.docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}} {{.Config.Cmd}}",
+        "shoal/bb:1",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{ours} [sh]")
+    );
+
+    let out = dockerd.docker(&[
+        "import",
+        "--change",
+        "ENV A=1",
+        dir.join("rootfs.tar").to_str().unwrap(),
+        "docker/bb:imp",
+    ]);
+    assert!(
+        out.status.success(),
+        "docker import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let docker_saved = dir.join("theirs.tar");
+    let out = dockerd.docker(&["save", "-o", docker_saved.to_str().unwrap(), "docker/bb:imp"]);
+    assert!(
+        out.status.success(),
+        "docker save: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fresh = ImageStore::open(&dir.join("fresh")).unwrap();
+    assert_eq!(
+        fresh.load(fs::File::open(&docker_saved).unwrap()).unwrap(),
+        vec!["Loaded image: docker/bb:imp"]
+    );
+    let image = fresh.resolve("docker/bb:imp").unwrap();
+    assert_eq!(image.id, theirs);
+    assert_eq!(image.config.env, Some(vec!["A=1".to_string()]));
+    // Docker and shoal agree on the size of the same content.
+    let out = dockerd.docker(&["image", "inspect", "--format", "{{.Size}}", "docker/bb:imp"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        image.size.to_string()
+    );
+    drop(dockerd);
+    fs::remove_dir_all(&dir).unwrap();
 }

@@ -138,6 +138,27 @@ pub struct Hijacked {
     pub early: Vec<u8>,
 }
 
+/// A request already sent whose response has not been read yet.
+pub struct Pending {
+    conn: UnixStream,
+    method: String,
+}
+
+impl Pending {
+    /// Block until the whole response is there.
+    pub fn finish(self) -> Result<Response, ClientError> {
+        let mut reader = BufReader::new(self.conn);
+        let head = read_head(&mut reader)?;
+        let mut body = body_reader(&self.method, &head, reader)?;
+        if head.status >= 400 {
+            return Err(api_error(head.status, body));
+        }
+        let mut buf = Vec::new();
+        body.read_to_end(&mut buf)?;
+        Ok(Response { head, body: buf })
+    }
+}
+
 /// A client bound to one daemon socket.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -203,6 +224,26 @@ impl Client {
             return Err(api_error(head.status, body));
         }
         Ok(StreamingResponse { head, body })
+    }
+
+    /// Send a request now and read its answer later: `run` registers its wait for the
+    /// container's exit before starting it, so the exit cannot be missed.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        json: Option<&serde_json::Value>,
+    ) -> Result<Pending, ClientError> {
+        let mut conn = self.connect()?;
+        let body = match json {
+            Some(v) => Body::Json(v),
+            None => Body::Empty,
+        };
+        write_request(&mut conn, method, path, body, &[("Connection", "close")])?;
+        Ok(Pending {
+            conn,
+            method: method.to_string(),
+        })
     }
 
     /// Upgrade the connection to a raw stream (attach, exec start).

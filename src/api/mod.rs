@@ -2,6 +2,7 @@
 //! socket, the routes, streaming endpoints; and the HTTP client shoal's CLI uses.
 
 pub mod client;
+pub mod detach;
 pub mod http;
 pub mod render;
 pub mod routes;
@@ -75,7 +76,7 @@ pub fn serve(engine: Arc<Engine>, listener: UnixListener) {
         }
         active.fetch_add(1, Ordering::Relaxed);
         let (engine, active2) = (engine.clone(), active.clone());
-        let spawned = std::thread::Builder::new().name("api".into()).stack_size(256 * 1024).spawn(move || {
+        let spawned = std::thread::Builder::new().name("api".into()).stack_size(2 << 20).spawn(move || {
             http::serve_connection(conn, &|req| routes::handle(&engine, req));
             active2.fetch_sub(1, Ordering::Relaxed);
         });

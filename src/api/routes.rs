@@ -350,7 +350,10 @@ fn info(engine: &Arc<Engine>) -> serde_json::Value {
         "CpuCfsQuota": true,
         "PidsLimit": true,
         "CgroupDriver": "cgroupfs",
-        "CgroupVersion": crate::runtime::cgroup_version().to_string(),
+        "CgroupVersion": match crate::runtime::cgroup::discover_self() {
+            Ok(crate::runtime::cgroup::Layout::V2 { .. }) => "2",
+            _ => "1",
+        },
         "KernelVersion": uts.release().to_string_lossy(),
         "OperatingSystem": "shoal",
         "OSType": "linux",

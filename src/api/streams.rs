@@ -144,14 +144,22 @@ pub fn attach(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult
     };
     let want = (req.flag("stdout"), req.flag("stderr"));
     let stdin = req.flag("stdin");
+    let keys = super::detach::parse_keys(req.q("detachKeys").filter(|k| !k.is_empty()).unwrap_or("ctrl-p,ctrl-q"))
+        .map_err(ApiError::bad_request)?;
     let follower = Follower::at_end(&entry.dir);
     let (reader, mut writer) = req.hijack(if tty { RAW } else { MUX })?;
     if stdin {
         let entry = entry.clone();
+        let conn = writer.try_clone()?;
         let spawned = std::thread::Builder::new()
             .name("attach-stdin".into())
             .stack_size(64 * 1024)
-            .spawn(move || pump_stdin(&entry, reader));
+            .spawn(move || {
+                if pump_stdin(&entry, reader, keys) {
+                    // Detached: end the client's stream; the container keeps running.
+                    let _ = conn.shutdown(std::net::Shutdown::Both);
+                }
+            });
         if let Err(e) = spawned {
             log::warn!("attach: no stdin thread: {e}");
         }
@@ -166,34 +174,50 @@ pub fn attach(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult
 }
 
 /// Forward a client's input to the container's stdin once it runs; EOF closes stdin.
-fn pump_stdin(entry: &Entry, mut reader: BufReader<UnixStream>) {
+/// Returns true when the client typed the detach keys.
+fn pump_stdin(entry: &Entry, mut reader: BufReader<UnixStream>, keys: Vec<u8>) -> bool {
     // Wait for the container to be up (attach comes before start in `docker run -i`).
     let exits0 = entry.lock().exits;
     let up = entry.wait_until(Some(Duration::from_secs(3600)), |s| {
         s.rec.state.status.is_active() || s.removed || s.exits > exits0
     });
     if !up || !entry.lock().rec.state.status.is_active() {
-        return;
+        return false;
     }
     let mut att = match runtime::attach(&entry.dir) {
         Ok(a) => a,
         Err(e) => {
             log::warn!("attach stdin of {}: {e}", entry.id);
-            return;
+            return false;
         }
     };
+    let (tty, stdin_once) = {
+        let s = entry.lock();
+        (s.rec.config.tty, s.rec.config.stdin_once)
+    };
+    let mut scanner = super::detach::DetachScanner::new(keys);
     let mut buf = [0u8; 8192];
     loop {
         match reader.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if att.write_stdin(&buf[..n]).is_err() {
-                    return;
+                // Detach keys only mean something on a terminal, as in docker.
+                let (data, detached) = if tty { scanner.feed(&buf[..n]) } else { (buf[..n].to_vec(), false) };
+                if !data.is_empty() && att.write_stdin(&data).is_err() {
+                    return false;
+                }
+                if detached {
+                    return true;
                 }
             }
         }
     }
-    let _ = att.close_stdin();
+    // The client's input ended: close the container's stdin when it was opened for this
+    // client alone (`run -i`), as docker's StdinOnce does.
+    if stdin_once || !tty {
+        let _ = att.close_stdin();
+    }
+    false
 }
 
 pub fn resize_container(engine: &Arc<Engine>, id: &str, h: u16, w: u16) -> ApiResult<()> {
@@ -214,7 +238,7 @@ pub fn top(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult<()
     let titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"];
     let procs: Vec<Vec<String>> = rows
         .into_iter()
-        .map(|r| vec![r.uid, r.pid.to_string(), r.ppid.to_string(), r.c, r.stime, r.tty, r.time, r.cmd])
+        .map(|r| vec![r.uid, r.pid.to_string(), r.ppid.to_string(), r.c.to_string(), r.stime, r.tty, r.time, r.cmd])
         .collect();
     req.respond_json(200, &json!({ "Titles": titles, "Processes": procs }));
     Ok(())
@@ -355,16 +379,16 @@ pub fn exec_resize(req: &mut ApiRequest, id: &str) -> ApiResult<()> {
         let map = lock_execs();
         map.get(id).ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))?.pid
     };
-    if let Some(p) = procs().lock().unwrap_or_else(|p| p.into_inner()).get(&pid) {
-        let _ = p.resize(h, w);
+    if let Some(pty) = procs().lock().unwrap_or_else(|p| p.into_inner()).get(&pid) {
+        let _ = crate::sys::set_winsize(std::os::fd::AsRawFd::as_raw_fd(pty), h, w);
     }
     req.respond_empty(200);
     Ok(())
 }
 
-/// Resize handles of running exec processes, by pid.
-fn procs() -> &'static Mutex<HashMap<u32, runtime::ExecResizer>> {
-    static PROCS: OnceLock<Mutex<HashMap<u32, runtime::ExecResizer>>> = OnceLock::new();
+/// The pty masters of running exec processes, by pid, for resizing.
+fn procs() -> &'static Mutex<HashMap<u32, std::fs::File>> {
+    static PROCS: OnceLock<Mutex<HashMap<u32, std::fs::File>>> = OnceLock::new();
     PROCS.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -410,7 +434,8 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
         tty,
         open_stdin: config.attach_stdin && !start.detach,
         privileged: config.privileged,
-        console_size: config.console_size.as_ref().filter(|s| s.len() == 2).map(|s| (s[0], s[1])),
+        cap_add: Vec::new(),
+        cap_drop: Vec::new(),
     };
     let mut proc = match runtime::exec(&entry.dir, &spec) {
         Ok(p) => p,
@@ -419,13 +444,16 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
             return Err(ApiError::new(if e.code() == 125 { 500 } else { 400 }, e.to_string()));
         }
     };
-    let pid = proc.pid();
+    let pid = proc.pid;
     set_exec(id, |x| {
         x.running = true;
         x.pid = pid;
     });
-    if let Some(r) = proc.resizer() {
-        procs().lock().unwrap_or_else(|p| p.into_inner()).insert(pid, r);
+    if let Some(pty) = proc.pty.as_ref().and_then(|p| p.try_clone().ok()) {
+        if let Some((h, w)) = config.console_size.as_ref().filter(|s| s.len() == 2).map(|s| (s[0], s[1])) {
+            let _ = crate::sys::set_winsize(std::os::fd::AsRawFd::as_raw_fd(&pty), h, w);
+        }
+        procs().lock().unwrap_or_else(|p| p.into_inner()).insert(pid, pty);
     }
     let finish = |code: i32| {
         procs().lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);
@@ -453,13 +481,22 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
     let (mut reader, writer) = req.hijack(if tty { RAW } else { MUX })?;
     let writer = Arc::new(Mutex::new(writer));
     let mut pumps = Vec::new();
-    if let Some(mut stdin) = proc.take_stdin() {
+    let stdin = if tty { proc.pty.as_ref().filter(|_| spec.open_stdin).and_then(|p| p.try_clone().ok()) } else { proc.stdin.take() };
+    let outputs: Vec<(std::fs::File, Stream)> = if tty {
+        proc.pty.take().map(|p| (p, Stream::Stdout)).into_iter().collect()
+    } else {
+        [(proc.stdout.take(), Stream::Stdout), (proc.stderr.take(), Stream::Stderr)]
+            .into_iter()
+            .filter_map(|(f, s)| f.map(|f| (f, s)))
+            .collect()
+    };
+    if let Some(mut stdin) = stdin {
         // Not joined: a client that never closes its input must not hold the exec open.
         let _ = std::thread::Builder::new().name("exec-stdin".into()).stack_size(64 * 1024).spawn(move || {
             let _ = io::copy(&mut reader, &mut stdin);
         });
     }
-    for (out, stream) in proc.take_outputs() {
+    for (out, stream) in outputs {
         let writer = writer.clone();
         pumps.push(std::thread::Builder::new().name("exec-out".into()).stack_size(64 * 1024).spawn(move || {
             let mut out = out;

@@ -283,6 +283,11 @@ pub fn status_text(state: &serde_json::Value, now: f64) -> String {
 /// cell followed by a tab is padded to the widest such cell in its column plus 3, at least 10;
 /// the last cell of a line is printed as is.
 pub fn tabwrite(text: &str) -> String {
+    tabwrite_min(text, 10)
+}
+
+/// [`tabwrite`] with another minimum cell width (`top` uses 20).
+pub fn tabwrite_min(text: &str, min_width: usize) -> String {
     let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
     let mut widths: Vec<usize> = Vec::new();
     for cells in &lines {
@@ -299,7 +304,7 @@ pub fn tabwrite(text: &str) -> String {
         for (i, c) in cells.iter().enumerate() {
             out.push_str(c);
             if i < last {
-                let width = (widths[i] + 3).max(10);
+                let width = (widths[i] + 3).max(min_width);
                 out.push_str(&" ".repeat(width - c.chars().count()));
             }
         }
@@ -311,10 +316,85 @@ pub fn tabwrite(text: &str) -> String {
     out
 }
 
+/// Re-indent JSON text with `indent` per level, keeping the daemon's key order (docker
+/// prints `inspect` with four spaces). `None` when the text is not JSON.
+pub fn reindent_json(text: &str, indent: &str, base: usize) -> Option<String> {
+    serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut level = base;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut chars = text.trim().chars().peekable();
+    let newline = |out: &mut String, level: usize| {
+        out.push('\n');
+        for _ in 0..level {
+            out.push_str(indent);
+        }
+    };
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                // Skip whitespace to see whether the container is empty: `{}` / `[]` stay flat.
+                while chars.peek().is_some_and(|n| n.is_whitespace()) {
+                    chars.next();
+                }
+                let close = if c == '{' { '}' } else { ']' };
+                if chars.peek() == Some(&close) {
+                    chars.next();
+                    out.push(c);
+                    out.push(close);
+                } else {
+                    out.push(c);
+                    level += 1;
+                    newline(&mut out, level);
+                }
+            }
+            '}' | ']' => {
+                level = level.saturating_sub(1);
+                newline(&mut out, level);
+                out.push(c);
+            }
+            ',' => {
+                out.push(',');
+                newline(&mut out, level);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn reindent_keeps_key_order() {
+        let t =
+            r#"{"Id":"a","Args":[],"State":{"Status":"running","Pid":1},"Env":["A=1","B=\"x, y\""],"Z":{}}"#;
+        let out = reindent_json(t, "    ", 1).unwrap();
+        let expect = "{\n        \"Id\": \"a\",\n        \"Args\": [],\n        \"State\": {\n            \"Status\": \"running\",\n            \"Pid\": 1\n        },\n        \"Env\": [\n            \"A=1\",\n            \"B=\\\"x, y\\\"\"\n        ],\n        \"Z\": {}\n    }";
+        assert_eq!(out, expect);
+        assert_eq!(reindent_json("{oops", "  ", 0), None);
+    }
 
     #[test]
     fn rfc3339_round_trip() {

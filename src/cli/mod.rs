@@ -1,12 +1,51 @@
 //! Client verbs: parse docker-shaped arguments, call the daemon's Docker Engine API, print.
+//!
+//! Layers: [`args`] turns words into one validated [`args::Action`] (pure), [`commands`]
+//! carries it out against the API through [`crate::api::client`], and the pure helpers
+//! [`format`], [`tables`], [`template`] and [`values`] shape input and output like docker's.
+//! Only [`main`] turns errors into exit codes.
 
 pub mod args;
+pub mod commands;
 pub mod format;
+pub mod session;
+pub mod tables;
 pub mod template;
+pub mod term;
 pub mod values;
 
+use crate::api::client::{self, Client, HOST_ENV};
+
 /// Run a client verb; `args` excludes the program name. Returns the process exit code.
-pub fn main(args: &[String]) -> i32 {
-    eprintln!("shoal: unknown command {:?}", args.first());
-    125
+pub fn main(argv: &[String]) -> i32 {
+    let env = |k: &str| std::env::var(k).ok();
+    let inv = match args::parse(argv, &env) {
+        Ok(inv) => inv,
+        Err(e) => {
+            eprintln!("{}", e.message);
+            return e.code;
+        }
+    };
+    let is_run = matches!(inv.action, args::Action::Run(_) | args::Action::Create(_));
+    let socket = match client::resolve_host(inv.host.as_deref(), std::env::var(HOST_ENV).ok().as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return if is_run { 125 } else { 1 };
+        }
+    };
+    let client = Client::new(socket);
+    match commands::execute(&client, inv.action) {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e.message) => 0,
+        Err(e) => {
+            eprintln!("{}", e.message);
+            e.code
+        }
+    }
+}
+
+/// Writing to a closed pipe (`shoal ps | head -1`) ends the output, it is not a failure.
+fn is_broken_pipe(message: &str) -> bool {
+    message.contains("Broken pipe")
 }

@@ -95,6 +95,9 @@ impl Record {
     }
 }
 
+/// The PATH a container gets when its image sets none (dockerd's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// What the image says by default (the fields of its config shoal honours).
 #[derive(Clone, Debug, Default)]
 pub struct ImageDefaults {
@@ -117,6 +120,10 @@ pub fn merge_config(mut user: ContainerConfig, image: &ImageDefaults) -> Contain
         let key = kv.split('=').next().unwrap_or("");
         env.retain(|e| e.split('=').next() != Some(key));
         env.push(kv);
+    }
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        // As dockerd: images without a PATH (e.g. imported root filesystems) get the default.
+        env.insert(0, format!("PATH={DEFAULT_PATH}"));
     }
     user.env = Some(env);
     let entrypoint_given = user.entrypoint.is_some();

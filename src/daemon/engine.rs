@@ -157,7 +157,7 @@ impl Engine {
                     continue;
                 }
                 ContainerState::Exited(info) if was.status.is_active() => {
-                    runtime::cleanup(&entry.dir);
+                    cleanup(&entry);
                     apply_exit(&mut slot.rec.state, &info);
                     let _ = entry.persist(&slot.rec);
                 }
@@ -329,6 +329,9 @@ impl Engine {
             }
         };
         let files = write_etc_files(&entry.dir, &hostname, &network, hc)?;
+        for d in ["upper", "work"] {
+            atomic::create_dir_all(&entry.dir.join(d))?;
+        }
         let log = &hc.log_config.config;
         Ok(ContainerSpec {
             id: rec.id.clone(),
@@ -391,7 +394,7 @@ impl Engine {
                     error: format!("lost track of the container: {e}"),
                 },
             };
-            runtime::cleanup(&entry.dir);
+            cleanup(&entry);
             let (restart, auto_remove) = {
                 let mut slot = entry.lock();
                 apply_exit(&mut slot.rec.state, &info);
@@ -547,7 +550,7 @@ impl Engine {
             let mut slot = entry.lock();
             slot.rec.state.status = Status::Removing;
         }
-        runtime::cleanup(&entry.dir);
+        cleanup(&entry);
         fs::remove_dir_all(&entry.dir)
             .map_err(|e| ApiError::internal(format!("removing {}: {e}", entry.dir.display())))?;
         self.map().remove(&entry.id);
@@ -592,6 +595,14 @@ impl Engine {
     /// Whether an image is used by any container (rmi refuses without force).
     pub fn image_users(&self, image_id: &str) -> Vec<String> {
         self.map().values().filter(|e| e.lock().rec.image_id == image_id).map(|e| e.id.clone()).collect()
+    }
+}
+
+/// Release what the runtime held for a finished container (cgroups); failures only warn, as
+/// the container is gone either way.
+fn cleanup(entry: &Entry) {
+    if let Err(e) = runtime::cleanup(&entry.dir) {
+        log::warn!("cleaning up after {}: {e}", short(&entry.id));
     }
 }
 
@@ -650,7 +661,7 @@ fn validate_host_config(hc: &crate::api::types::HostConfig) -> ApiResult<()> {
         )));
     }
     for cap in hc.cap_add.iter().flatten().chain(hc.cap_drop.iter().flatten()) {
-        if !runtime::is_known_capability(cap) {
+        if !cap.eq_ignore_ascii_case("ALL") && runtime::caps::number(cap).is_none() {
             return Err(ApiError::bad_request(format!("invalid capability: {cap}")));
         }
     }

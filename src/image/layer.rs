@@ -40,7 +40,7 @@ const RAW_RECORD_MAX: usize = 64 * 1024;
 pub struct LayerMeta {
     /// `sha256:<hex>` of the uncompressed tar.
     pub diff_id: String,
-    /// Bytes of regular-file content (what `docker images` counts as size).
+    /// Bytes of regular-file content plus symlink lengths (what `docker images` counts).
     pub size: u64,
     /// Length of the uncompressed tar (needed to write a tar header for it in `save`).
     pub tar_size: u64,
@@ -413,6 +413,8 @@ impl Unpacker {
                     .into_owned();
                 self.remove_existing(rel, path)?;
                 std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), path)?;
+                // Docker counts a symlink's own size (its target's length) in the layer size.
+                self.size += target.len() as u64;
                 self.set_owner(path, attrs)?;
                 self.set_xattrs(path, attrs);
                 set_mtime(path, attrs.mtime)?;

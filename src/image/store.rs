@@ -64,6 +64,8 @@ impl ImageStore {
     /// Open (creating) the store at `root`, removing what a crash may have left: temp dirs,
     /// temp files of atomic writes, layers no image uses, tags of missing images.
     pub fn open(root: &Path) -> io::Result<ImageStore> {
+        // Absolute, so that syncing the parent of a relative root ("") cannot fail.
+        let root = &std::path::absolute(root)?;
         for dir in [
             root.to_path_buf(),
             root.join(IMAGES_DIR),
@@ -446,7 +448,8 @@ impl ImageStore {
         let (arch, variant) = config::host_architecture();
         let history = config::History {
             created: Some(created.clone()),
-            created_by: Some(String::new()),
+            // No empty `created_by`: Go's encoder omits it, and tools that re-encode the config
+            // (skopeo converting formats) must reproduce these bytes to keep the image ID.
             comment: Some(if message.is_empty() {
                 "Imported from -".to_string()
             } else {

@@ -38,7 +38,7 @@ mkdir -p "$work/bundle/rootfs"
 tar -C "$work/bundle/rootfs" -xf "$work/busybox.tar"
 (cd "$work/bundle" && crun spec && jq '.process.args = ["true"] | .process.terminal = false' config.json >c && mv c config.json)
 
-ip netns exec "$ns" "$bin" daemon --root "$work/root" --socket "$work/shoal.sock" \
+nsenter --net=/run/netns/"$ns" "$bin" daemon --root "$work/root" --socket "$work/shoal.sock" \
     --cgroup-parent "shoal-bench-$$" --log-level warn >"$work/daemon.log" 2>&1 &
 daemon_pid=$!
 export SHOAL_HOST=unix://$work/shoal.sock

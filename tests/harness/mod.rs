@@ -69,8 +69,11 @@ impl Lab {
 
     pub fn start_daemon(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.netns, BIN, "daemon", "--log-level", "debug"])
+        // nsenter joins only the network namespace; `ip netns exec` would also remount /sys
+        // and hide the cgroup hierarchies.
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.netns))
+            .args([BIN, "daemon", "--log-level", "debug"])
             .arg("--root")
             .arg(&self.root)
             .arg("--socket")
@@ -103,7 +106,7 @@ impl Lab {
     /// SIGKILL the daemon (containers stay with their shims).
     pub fn kill_daemon(&mut self) {
         if let Some(mut c) = self.daemon.take() {
-            // `ip netns exec` execs the daemon, so this pid is the daemon's.
+            // nsenter execs the daemon, so this pid is the daemon's.
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -153,7 +156,7 @@ impl Lab {
 
     /// Run a command inside the lab's network namespace.
     pub fn in_netns(&self, cmd: &[&str]) -> Output {
-        Command::new("ip").args(["netns", "exec", &self.netns]).args(cmd).output().unwrap()
+        Command::new("nsenter").arg(format!("--net=/run/netns/{}", self.netns)).args(cmd).output().unwrap()
     }
 }
 

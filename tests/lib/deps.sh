@@ -21,10 +21,11 @@ ensure_rust() {
 }
 
 install_test_deps() {
-    apt_install busybox-static iproute2 tar procps kmod crun runc hyperfine dnsutils curl ca-certificates
+    apt_install busybox-static iproute2 tar procps kmod crun runc hyperfine dnsutils curl ca-certificates skopeo jq
     ensure_rust
-    if ! command -v docker >/dev/null 2>&1; then
-        # Only the client is used; Debian's docker.io brings it (its daemon is never started).
+    if ! command -v docker >/dev/null 2>&1 || ! command -v dockerd >/dev/null 2>&1; then
+        # The docker CLI drives shoal in tests; image tests also start a private dockerd in its
+        # own network namespace (no bridge, no iptables) as a second implementation.
         apt_install docker.io || true
     fi
 }
