@@ -106,6 +106,6 @@ rm -rf "$bbx"
 
 # 4. image
 (cd "$tree" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -6 > "$out/initramfs.cpio.gz")
-[ -x "$bdir/post-image.sh" ] && "$bdir/post-image.sh" "$out"
+[ -x "$bdir/post-image.sh" ] && KERNEL_ROOT=$kroot "$bdir/post-image.sh" "$out"
 say "kernel $kver: $(stat -c %s "$out/vmlinuz") bytes; initramfs: $(stat -c %s "$out/initramfs.cpio.gz") bytes"
 echo "$out"

@@ -8,7 +8,8 @@
 //!   nfsroot syntax; `ip=dhcp` is recognised and reported as not supported),
 //! - `shoal.hostname=NAME`, `shoal.data=/dev/vdX` (persistent partition for the state root),
 //! - `shoal.autorun="run --rm busybox echo hi"` (a shoal client command run once the daemon
-//!   is ready; single quotes group words) and `shoal.then=poweroff|reboot` (after it).
+//!   is ready; single quotes group words; may be given several times, run in order) and
+//!   `shoal.then=poweroff|reboot` (after the last one).
 
 use std::net::Ipv4Addr;
 
@@ -44,7 +45,7 @@ pub struct BootParams {
     pub ip: Option<IpConfig>,
     pub hostname: Option<String>,
     pub data_device: Option<String>,
-    pub autorun: Vec<String>,
+    pub autorun: Vec<Vec<String>>,
     pub after_autorun: AfterAutorun,
     pub warnings: Vec<String>,
 }
@@ -198,7 +199,8 @@ pub fn parse(cmdline: &str) -> BootParams {
             "shoal.hostname" => params.hostname = Some(value.to_string()),
             "shoal.data" => params.data_device = Some(value.to_string()),
             "shoal.autorun" => match split_command(value) {
-                Ok(words) => params.autorun = words,
+                Ok(words) if !words.is_empty() => params.autorun.push(words),
+                Ok(_) => params.warnings.push("shoal.autorun is empty".to_string()),
                 Err(e) => params.warnings.push(format!("shoal.autorun: {e}")),
             },
             "shoal.then" => match value {
@@ -309,12 +311,16 @@ mod tests {
     fn whole_command_line() {
         let p = parse(
             "console=ttyS0 ip=10.0.0.2::10.0.0.1:24:b2:eth0 shoal.data=/dev/vdb \
-             shoal.autorun=\"run --rm busybox echo 'hi there'\" shoal.then=poweroff ip=bogus",
+             shoal.autorun=\"run --rm busybox echo 'hi there'\" shoal.then=poweroff ip=bogus \
+             shoal.autorun=ps",
         );
         assert!(matches!(p.ip, Some(IpConfig::Static(_))));
         assert_eq!(p.hostname.as_deref(), Some("b2"));
         assert_eq!(p.data_device.as_deref(), Some("/dev/vdb"));
-        assert_eq!(p.autorun, vec!["run", "--rm", "busybox", "echo", "hi there"]);
+        assert_eq!(
+            p.autorun,
+            vec![vec!["run", "--rm", "busybox", "echo", "hi there"], vec!["ps"]]
+        );
         assert_eq!(p.after_autorun, AfterAutorun::PowerOff);
         assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
     }

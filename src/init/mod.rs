@@ -361,15 +361,17 @@ fn firstboot() -> i32 {
     if params.autorun.is_empty() {
         return 0;
     }
-    say!("autorun: shoal {}", params.autorun.join(" "));
-    let status = Command::new(self_exe())
-        .arg0("shoal")
-        .args(&params.autorun)
-        .env("DOCKER_HOST", &host)
-        .status();
-    match status {
-        Ok(s) => say!("autorun exited with {}", s.code().unwrap_or(-1)),
-        Err(e) => say!("autorun: {e}"),
+    for words in &params.autorun {
+        say!("autorun: shoal {}", words.join(" "));
+        let status = Command::new(self_exe())
+            .arg0("shoal")
+            .args(words)
+            .env("DOCKER_HOST", &host)
+            .status();
+        match status {
+            Ok(s) => say!("autorun exited with {}", s.code().unwrap_or(-1)),
+            Err(e) => say!("autorun: {e}"),
+        }
     }
     match params.after_autorun {
         AfterAutorun::Stay => 0,

@@ -19,7 +19,7 @@ pub fn main(_args: &[String]) -> i32 {
         matches!(&p.ip, Some(cmdline::IpConfig::Static(s)) if s.prefix_len == 24 && s.gateway.is_some()),
         &mut failures,
     );
-    check("cmdline autorun", p.autorun == ["run", "a b"], &mut failures);
+    check("cmdline autorun", p.autorun == [["run", "a b"]], &mut failures);
     let c = config::parse("root = \"/data\"\nstop_timeout = 3\n[init]\nhostname = 'x'\n");
     check(
         "config.toml",
