@@ -69,20 +69,17 @@ cp "$repo/rootfs/etc/init.d/S60shoal" "$tree/etc/init.d/S60shoal"
 mknod -m 600 "$tree/dev/console" c 5 1
 mknod -m 666 "$tree/dev/null" c 1 3
 : > "$tree/etc/shoal/modules"
+# modprobe's order includes soft dependencies (libcrc32c needs crc32c first), which
+# modules.dep lacks: the list init loads is that order, one module per line.
 for m in $(sed 's/#.*//' "$bdir/modules"); do
     modprobe -d "$kroot" -S "$kver" --show-depends "$m" | while read -r kind path _; do
-        case $kind in
-        insmod)
-            rel=${path#"$kroot/lib/modules/$kver/"}
-            mkdir -p "$tree/lib/modules/$kver/$(dirname "$rel")"
-            cp "$path" "$tree/lib/modules/$kver/$rel"
-            ;;
-        builtin) ;;
-        esac
+        [ "$kind" = insmod ] || continue
+        rel=${path#"$kroot/lib/modules/$kver/"}
+        mkdir -p "$tree/lib/modules/$kver/$(dirname "$rel")"
+        cp "$path" "$tree/lib/modules/$kver/$rel"
+        name=$(basename "$rel" | sed 's/\.ko.*//')
+        grep -qx "$name" "$tree/etc/shoal/modules" || echo "$name" >> "$tree/etc/shoal/modules"
     done
-    if modprobe -d "$kroot" -S "$kver" --show-depends "$m" | grep -q '^insmod'; then
-        echo "$m" >> "$tree/etc/shoal/modules"
-    fi
 done
 cp "$kroot/lib/modules/$kver/modules.builtin" "$kroot/lib/modules/$kver/modules.builtin.modinfo" "$kroot/lib/modules/$kver/modules.order" "$tree/lib/modules/$kver/"
 depmod -b "$tree" "$kver"

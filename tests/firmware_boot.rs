@@ -76,6 +76,7 @@ const WORDS: &str = "ip=10.0.2.15::10.0.2.2:255.255.255.0:board1:eth0 \
     dd if=/dev/zero of=/dev/shm/fill bs=1M count=48 2>/dev/null; echo small-limit-dd=$?'\" \
     shoal.autorun=\"run --rm -m 128m busybox sh -c 'dd if=/dev/zero of=/dev/shm/fill bs=1M count=16 2>/dev/null; echo large-limit-dd=$?'\" \
     shoal.autorun=images \
+    shoal.autorun=\"run -d --name idle busybox sh -c 'trap exit TERM; while true; do sleep 1; done'\" \
     shoal.then=poweroff";
 
 fn check_board(board: &str, mem_mib: u32) {
@@ -91,6 +92,8 @@ fn check_board(board: &str, mem_mib: u32) {
         "0::/",
         "large-limit-dd=0",
         "stopping containers",
+        "stopped 1 containers",
+        "1 shims",
         "reboot: Power down",
     ] {
         assert!(text.contains(needle), "console lacks {needle:?}\n{}", shown());
@@ -105,6 +108,8 @@ fn check_board(board: &str, mem_mib: u32) {
     let init = uptime_at(&text, "started at ").expect("init start time");
     let ready = uptime_at(&text, "daemon ready at ").expect("daemon ready time");
     assert!(ready > init);
+    let rss = text.lines().find(|l| l.contains("rss kB:")).unwrap_or("");
+    eprintln!("{board} -m {mem_mib}: {rss}");
     eprintln!("{board} -m {mem_mib}: kernel to init {init:.2} s, daemon ready at {ready:.2} s (shoal's share {:.2} s)", ready - init);
 }
 

@@ -373,11 +373,45 @@ fn firstboot() -> i32 {
             Err(e) => say!("autorun: {e}"),
         }
     }
+    if !params.autorun.is_empty() {
+        report_rss();
+    }
     match params.after_autorun {
         AfterAutorun::Stay => 0,
         AfterAutorun::PowerOff => request(Shutdown::PowerOff),
         AfterAutorun::Reboot => request(Shutdown::Reboot),
     }
+}
+
+/// Resident memory of shoal's own processes, by role, from /proc (kB).
+fn report_rss() {
+    let (mut init, mut daemon, mut shims, mut nshims) = (0u64, 0u64, 0u64, 0usize);
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        match (pid, argv.get(1).copied()) {
+            (1, _) => init = rss,
+            (_, Some(b"daemon")) => daemon += rss,
+            (_, Some(b"shim")) => {
+                shims += rss;
+                nshims += 1
+            }
+            _ => {}
+        }
+    }
+    say!("rss kB: init {init}, daemon {daemon}, {nshims} shims {shims}");
 }
 
 fn preload_images(config: &FileConfig, host: &str) {
