@@ -126,8 +126,8 @@ check_one() { # $1 rust target: static, runs, self-test passes
         return 1
     fi
     runner=$(qemu_for "$1")
-    $runner "$bin" --version
-    $runner "$bin" self-test
+    $runner "$bin" --version || return 1
+    $runner "$bin" self-test || return 1
 }
 
 setup_toolchains

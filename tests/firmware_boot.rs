@@ -105,7 +105,7 @@ fn check_board(board: &str, mem_mib: u32) {
         "memory limit not enforced\n{}",
         shown()
     );
-    let init = uptime_at(&text, "started at ").expect("init start time");
+    let init = uptime_at(&text, "kernel started init at ").expect("init start time");
     let ready = uptime_at(&text, "daemon ready at ").expect("daemon ready time");
     assert!(ready > init);
     let rss = text.lines().find(|l| l.contains("rss kB:")).unwrap_or("");
@@ -130,8 +130,8 @@ fn x86_64_firmware_works_in_128_mib() {
 
 #[test]
 fn console_times_are_parsed() {
-    let t = "shoal-init: started at 3.25 s since kernel start\nshoal-init: daemon ready at 4.18 s since\n";
-    assert_eq!(uptime_at(t, "started at "), Some(3.25));
+    let t = "shoal-init: kernel started init at 3.25 s\nshoal-init: daemon ready at 4.18 s since\n";
+    assert_eq!(uptime_at(t, "kernel started init at "), Some(3.25));
     assert_eq!(uptime_at(t, "daemon ready at "), Some(4.18));
     assert_eq!(uptime_at(t, "missing"), None);
     let _ = Path::new("/");

@@ -177,6 +177,9 @@ fn pid1() -> i32 {
     for e in boot::mount_api_filesystems() {
         say!("{e}");
     }
+    if std::env::var_os(SWITCHED_ENV).is_none() {
+        say!("kernel started init at {} s", uptime());
+    }
     if std::env::var_os(SWITCHED_ENV).is_none() && boot::root_is_initramfs() {
         match boot::leave_initramfs("/.shoal-root") {
             Ok(()) => {

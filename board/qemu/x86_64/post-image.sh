@@ -9,11 +9,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/target"
 cat > "$out/run-qemu.sh" <<RUN
 #!/bin/sh
-# Boot this image under qemu (TCG). MEM (MiB, default 256) and APPEND (kernel words) may be set.
+# Boot this image under qemu (TCG). MEM (MiB, default 256), APPEND (kernel words), NETDEV
+# (qemu -netdev value with id=lan; default: an empty hub) and MAC may be set.
 d=\$(cd "\$(dirname "\$0")" && pwd)
 exec $QEMU $QEMU_MACHINE -m "\${MEM:-256}" -smp 1 -nographic -no-reboot \\
     -kernel "\$d/vmlinuz" -initrd "\$d/initramfs.cpio.gz" \\
-    -netdev hubport,id=lan,hubid=0 -device $NET_DEVICE,netdev=lan \\
+    -netdev "\${NETDEV:-hubport,id=lan,hubid=0}" -device "$NET_DEVICE,netdev=lan,mac=\${MAC:-52:54:00:12:34:56}" \\
     -append "console=$CONSOLE panic=-1 quiet \${APPEND:-} \$*"
 RUN
 chmod +x "$out/run-qemu.sh"
