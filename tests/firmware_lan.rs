@@ -1,6 +1,7 @@
 //! Three x86_64 firmware VMs on one virtual LAN: tap devices on a bridge inside a network
 //! namespace this test creates (nothing is added to the machine's own namespace). Each board
-//! gets its address from `ip=` and, from a host-network container, reaches the other two.
+//! gets its address from `ip=` and, from a host-network container, reaches the other two
+//! (then stays up 20 s so that slower boards can still reach it).
 //! This is the stage the swarm will run on.
 
 use std::io::Read;
@@ -75,7 +76,7 @@ fn three_boards_reach_each_other_on_a_bridge_inside_a_test_namespace() {
         let append = format!(
             "ip=10.77.0.{n}::10.77.0.1:24:board{n}:eth0 \
              shoal.autorun=\"run --rm --network host busybox sh -c 'for p in {}; do \
-             ping -c 1 -w 60 $p >/dev/null && echo board{n}-reaches-$p; done'\" shoal.then=poweroff",
+             ping -c 1 -w 60 $p >/dev/null && echo board{n}-reaches-$p; done; sleep 20'\" shoal.then=poweroff",
             others.join(" ")
         );
         let mut child = Command::new("ip")
