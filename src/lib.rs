@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod image;
 pub mod raft;
 pub mod net;
+pub mod init;
 pub mod runtime;
 pub mod storage;
 pub mod sys;
