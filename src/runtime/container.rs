@@ -320,7 +320,10 @@ fn mount_standard(spec: &ContainerSpec, root: &Path) -> Result<(), Failure> {
 fn bind_files(files: &[BindFile], root: &Path) -> Result<(), Failure> {
     for f in files {
         if !f.container.starts_with('/') {
-            return Err(Failure::other(format!("bind target {:?} is not absolute", f.container)));
+            return Err(Failure::other(format!(
+                "bind target {:?} is not absolute",
+                f.container
+            )));
         }
         let target = ctx(super::paths::resolve_in_root(root, &f.container), || {
             format!("resolving {} in the rootfs", f.container)
@@ -441,7 +444,10 @@ pub(crate) fn find_program(name: &str, env: &[String]) -> Result<PathBuf, Failur
     if name.contains('/') {
         return match fs::metadata(name) {
             Ok(_) => Ok(PathBuf::from(name)),
-            Err(e) => Err(Failure(127, format!("exec: {name:?}: stat {name}: {}", errno_text(&e)))),
+            Err(e) => Err(Failure(
+                127,
+                format!("exec: {name:?}: stat {name}: {}", errno_text(&e)),
+            )),
         };
     }
     let path = env
@@ -489,7 +495,9 @@ pub(crate) fn exec(
     let err = sys::execve(&path, &argv, &envp);
     let shown = program.display();
     Err(match err.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::ENOTDIR) => Failure(127, format!("exec: \"{shown}\": {}", errno_text(&err))),
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => {
+            Failure(127, format!("exec: \"{shown}\": {}", errno_text(&err)))
+        }
         Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ENOEXEC) | Some(libc::EISDIR)
         | Some(libc::ETXTBSY) => Failure(126, format!("exec: \"{shown}\": {}", errno_text(&err))),
         _ => Failure::other(format!("exec: \"{shown}\": {}", errno_text(&err))),

@@ -348,7 +348,12 @@ pub fn wait(dir: &Path) -> io::Result<ExitInfo> {
                     // A reset is the shim going away too: the exit file says how it ended.
                     Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(io::Error::new(e.kind(), format!("waiting for {}: {e}", dir.display()))),
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("waiting for {}: {e}", dir.display()),
+                        ))
+                    }
                 }
             }
             read_exit()

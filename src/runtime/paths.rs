@@ -22,7 +22,10 @@ pub fn resolve_in_root(root: &Path, path: &str) -> io::Result<PathBuf> {
             Ok(m) if m.file_type().is_symlink() => {
                 hops += 1;
                 if hops > 40 {
-                    return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("too many symlinks in {path}")));
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("too many symlinks in {path}"),
+                    ));
                 }
                 let target = std::fs::read_link(&candidate)?;
                 let target = target.to_string_lossy();
@@ -63,9 +66,18 @@ mod tests {
         symlink("/real/etc", root.join("etc")).unwrap();
         symlink("../../../../run/x", root.join("real/etc/resolv.conf")).unwrap();
         symlink("/", root.join("real/up")).unwrap();
-        assert_eq!(resolve_in_root(&root, "/etc/hostname").unwrap(), root.join("real/etc/hostname"));
-        assert_eq!(resolve_in_root(&root, "/etc/resolv.conf").unwrap(), root.join("run/x"));
-        assert_eq!(resolve_in_root(&root, "/real/up/up/../etc/hosts").unwrap(), root.join("real/etc/hosts"));
+        assert_eq!(
+            resolve_in_root(&root, "/etc/hostname").unwrap(),
+            root.join("real/etc/hostname")
+        );
+        assert_eq!(
+            resolve_in_root(&root, "/etc/resolv.conf").unwrap(),
+            root.join("run/x")
+        );
+        assert_eq!(
+            resolve_in_root(&root, "/real/up/up/../etc/hosts").unwrap(),
+            root.join("real/etc/hosts")
+        );
         symlink("loop", root.join("loop")).unwrap();
         assert!(resolve_in_root(&root, "/loop/x").is_err());
         std::fs::remove_dir_all(&root).unwrap();
