@@ -389,18 +389,23 @@ fn resize(client: &Client, target: &ResizeTarget) {
 }
 
 /// Start the signal thread for a session: SIGWINCH resizes a TTY; without a TTY, signals
-/// are forwarded to the container (docker's `--sig-proxy`).
+/// are forwarded to the container (docker's `--sig-proxy`); otherwise a terminating signal
+/// restores the terminal and ends the client with 128+N.
 fn watch_signals(client: &Client, target: ResizeTarget, tty: bool, container: Option<String>) {
     let client = client.clone();
-    let proxy = !tty && container.is_some();
-    let started = term::spawn_signal_thread(proxy, move |ev| match ev {
+    let proxy_to = if tty { None } else { container };
+    let started = term::spawn_signal_thread(move |ev| match ev {
         SignalEvent::Resize if tty => resize(&client, &target),
         SignalEvent::Resize => {}
-        SignalEvent::Forward(sig) => {
-            if let Some(c) = &container {
-                let _ = client.post(&format!("/containers/{c}/kill?signal={sig}"), None);
+        SignalEvent::Signal(name, number) => match &proxy_to {
+            Some(c) => {
+                let _ = client.post(&format!("/containers/{c}/kill?signal={name}"), None);
             }
-        }
+            None => {
+                term::restore_terminal();
+                std::process::exit(128 + number);
+            }
+        },
     });
     if let Err(e) = started {
         eprintln!("{PROG}: cannot watch signals: {e}");
