@@ -975,7 +975,13 @@ fn go_arch() -> &'static str {
 
 fn version(client: &Client, format: Option<String>) -> Res {
     let cv = client_version_json();
-    let server = client.get_json("/version");
+    // docker's template context names the server's API version `APIVersion` (Go field name).
+    let server = client.get_json("/version").map(|mut s| {
+        if let Some(v) = s.get("ApiVersion").cloned() {
+            s["APIVersion"] = v;
+        }
+        s
+    });
     if let Some(f) = format {
         let tmpl = Template::parse(&f).map_err(|e| CmdError::new(e.0, 1))?;
         let doc = json!({"Client": cv, "Server": server.as_ref().ok().cloned().unwrap_or(Value::Null)});
