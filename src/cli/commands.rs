@@ -441,9 +441,12 @@ fn run(client: &Client, r: RunSpec) -> Res {
     }
     let id = create(client, &r.create).map_err(|e| run_error("run", e))?;
     if r.detach {
-        client
-            .post(&format!("/containers/{id}/start"), None)
-            .map_err(|e| run_error("run", e))?;
+        if let Err(e) = client.post(&format!("/containers/{id}/start"), None) {
+            if r.auto_remove {
+                let _ = client.delete(&format!("/containers/{id}?force=1"));
+            }
+            return Err(run_error("run", e));
+        }
         println_out(&id)?;
         return Ok(0);
     }
@@ -483,6 +486,11 @@ fn run(client: &Client, r: RunSpec) -> Res {
     };
     if let Err(e) = client.post(&format!("/containers/{id}/start"), None) {
         drop(raw);
+        if r.auto_remove {
+            // A container that never ran is removed too; a daemon that already did answers
+            // 404, which changes nothing.
+            let _ = client.delete(&format!("/containers/{id}?force=1"));
+        }
         return Err(run_error("run", e));
     }
     if r.tty {
