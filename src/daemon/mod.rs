@@ -85,13 +85,19 @@ pub fn main(args: &[String]) -> i32 {
 
 fn run(args: Settings) -> Result<(), String> {
     logger::init(&args.log_level)?;
-    if args.cgroup_parent.contains("..") || args.cgroup_parent.starts_with('/') && args.cgroup_parent.len() == 1 {
+    if args.cgroup_parent.contains("..")
+        || args.cgroup_parent.starts_with('/') && args.cgroup_parent.len() == 1
+    {
         return Err(format!("invalid --cgroup-parent {:?}", args.cgroup_parent));
     }
     // Signals are taken by one thread with sigwait; block them before any thread starts.
     let signals = block_signals();
-    let config = EngineConfig { root: args.root.clone(), cgroup_parent: args.cgroup_parent.clone() };
-    let engine = Engine::open(config).map_err(|e| format!("opening state in {}: {e}", args.root.display()))?;
+    let config = EngineConfig {
+        root: args.root.clone(),
+        cgroup_parent: args.cgroup_parent.clone(),
+    };
+    let engine =
+        Engine::open(config).map_err(|e| format!("opening state in {}: {e}", args.root.display()))?;
     let listener = crate::api::bind(&args.socket).map_err(|e| e.to_string())?;
     engine.recover();
     let socket = args.socket.clone();
