@@ -315,7 +315,8 @@ pub fn stats(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult<
                 "online_cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             },
             "precpu_stats": prev.get("cpu_stats").cloned().unwrap_or(json!({ "cpu_usage": { "total_usage": 0 } })),
-            "memory_stats": { "usage": st.memory_usage, "limit": st.memory_limit, "stats": {} },
+            // No limit: docker reports the machine's memory, so percentages stay meaningful.
+            "memory_stats": { "usage": st.memory_usage, "limit": if st.memory_limit == 0 { host_memory() } else { st.memory_limit }, "stats": {} },
             "networks": {},
         })
     };
@@ -337,6 +338,12 @@ pub fn stats(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult<
         prev = v;
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// The machine's memory in bytes.
+pub fn host_memory() -> u64 {
+    let info = rustix::system::sysinfo();
+    info.totalram as u64 * u64::from(info.mem_unit)
 }
 
 /// Total CPU time of the machine in nanoseconds, from /proc/stat (what docker reports).

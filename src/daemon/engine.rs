@@ -311,7 +311,17 @@ impl Engine {
         }
         slot.rec.manually_stopped = false;
         slot.rec.restart_count = 0;
-        self.launch(&entry, &mut slot)?;
+        if let Err(e) = self.launch(&entry, &mut slot) {
+            // As dockerd: a `--rm` container that cannot start is removed, so clients waiting
+            // for `condition=removed` are released.
+            if slot.rec.host_config.auto_remove {
+                drop(slot);
+                if let Err(rm) = self.remove(&entry.id, true) {
+                    log::warn!("auto-removing {}: {}", short(&entry.id), rm.message);
+                }
+            }
+            return Err(e);
+        }
         Ok(true)
     }
 
