@@ -818,7 +818,9 @@ fn write_etc_files(
     let mut binds = Vec::new();
     for (name, content) in files {
         let host = dir.join(name);
-        atomic::write(&host, content.as_bytes())?;
+        // Regenerated at every start, so not state: no fsync on the start path.
+        fs::write(&host, content.as_bytes())
+            .map_err(|e| ApiError::internal(format!("writing {}: {e}", host.display())))?;
         binds.push(BindFile {
             host,
             container: format!("/etc/{name}"),
