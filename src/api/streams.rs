@@ -240,8 +240,9 @@ fn pump_stdin(entry: &Entry, mut reader: BufReader<UnixStream>, keys: Vec<u8>) -
         }
     }
     // The client's input ended: close the container's stdin when it was opened for this
-    // client alone (`run -i`), as docker's StdinOnce does.
-    if stdin_once || !tty {
+    // client alone (`run -i`, StdinOnce), as dockerd does; never with a tty, where a client
+    // that leaves (docker's CLI handles the detach keys itself) must not end the shell.
+    if stdin_once && !tty {
         let _ = att.close_stdin();
     }
     false
