@@ -527,14 +527,22 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
         cap_add: Vec::new(),
         cap_drop: Vec::new(),
     };
+    // As dockerd: an attached exec answers 101 first, so a failure to start is reported on the
+    // stream and in the exec's exit code (126/127), which clients read afterwards.
+    let mut hijacked = if start.detach { None } else { Some(req.hijack(if tty { RAW } else { MUX })?) };
     let mut proc = match runtime::exec(&entry.dir, &spec) {
         Ok(p) => p,
         Err(e) => {
             set_exec(id, |x| x.exit_code = Some(e.code()));
-            return Err(ApiError::new(
-                if e.code() == 125 { 500 } else { 400 },
-                e.to_string(),
-            ));
+            let message = format!("OCI runtime exec failed: {e}");
+            if let Some((_, mut w)) = hijacked.take() {
+                let line = format!("{message}\n");
+                let frame = if tty { line.into_bytes() } else { logs::frame(Stream::Stderr, line.as_bytes()) };
+                let _ = w.write_all(&frame);
+                let _ = w.shutdown(std::net::Shutdown::Both);
+                return Ok(());
+            }
+            return Err(ApiError::new(if e.code() == 125 { 500 } else { 400 }, message));
         }
     };
     let pid = proc.pid;
@@ -579,7 +587,9 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
         req.respond_empty(200);
         return Ok(());
     }
-    let (mut reader, writer) = req.hijack(if tty { RAW } else { MUX })?;
+    let Some((mut reader, writer)) = hijacked else {
+        return Err(ApiError::internal("exec stream was not hijacked"));
+    };
     let writer = Arc::new(Mutex::new(writer));
     let mut pumps = Vec::new();
     let stdin = if tty {
