@@ -101,10 +101,16 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let n = rest.bytes().take_while(|c| c.is_ascii_digit() || *c == b'.').count();
+        let n = rest
+            .bytes()
+            .take_while(|c| c.is_ascii_digit() || *c == b'.')
+            .count();
         let value: f64 = rest[..n].parse().ok()?;
         rest = &rest[n..];
-        let u = rest.bytes().take_while(|c| c.is_ascii_alphabetic() || *c == 0xc2 || *c == 0xb5).count();
+        let u = rest
+            .bytes()
+            .take_while(|c| c.is_ascii_alphabetic() || *c == 0xc2 || *c == 0xb5)
+            .count();
         let scale = match &rest[..u] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -134,7 +140,14 @@ fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, (sod / 3600) as u32, (sod % 3600 / 60) as u32, (sod % 60) as u32)
+    (
+        y,
+        m,
+        d,
+        (sod / 3600) as u32,
+        (sod % 3600 / 60) as u32,
+        (sod % 60) as u32,
+    )
 }
 
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -155,7 +168,10 @@ mod tests {
     fn formats_known_instants() {
         assert_eq!(format_secs(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_secs(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(format_nanos(1_700_000_000_123_456_789), "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(
+            format_nanos(1_700_000_000_123_456_789),
+            "2023-11-14T22:13:20.123456789Z"
+        );
     }
 
     #[test]
@@ -163,7 +179,10 @@ mod tests {
         for n in [0i128, 1_700_000_000_123_456_789, 4_102_444_800_000_000_001] {
             assert_eq!(parse(&format_nanos(n)), Some(n));
         }
-        assert_eq!(parse("2023-11-14T23:13:20+01:00"), Some(1_700_000_000 * 1_000_000_000));
+        assert_eq!(
+            parse("2023-11-14T23:13:20+01:00"),
+            Some(1_700_000_000 * 1_000_000_000)
+        );
         assert_eq!(parse("2023-11-14T22:13:20.5Z"), Some(1_700_000_000_500_000_000));
         assert_eq!(parse("2023-13-14T22:13:20Z"), None);
         assert_eq!(parse("garbage"), None);
@@ -174,7 +193,10 @@ mod tests {
     fn since_accepts_docker_forms() {
         let now = 1_000 * 1_000_000_000;
         assert_eq!(parse_since("10s", now), Some(990 * 1_000_000_000));
-        assert_eq!(parse_since("1h30m", 10_000 * 1_000_000_000), Some(4_600 * 1_000_000_000));
+        assert_eq!(
+            parse_since("1h30m", 10_000 * 1_000_000_000),
+            Some(4_600 * 1_000_000_000)
+        );
         assert_eq!(parse_since("12.5", now), Some(12_500_000_000));
         assert_eq!(parse_since("soon", now), None);
     }

@@ -28,6 +28,8 @@ pub struct EngineConfig {
     pub root: PathBuf,
     /// Sub-path under the daemon's own cgroup where containers' cgroups go.
     pub cgroup_parent: String,
+    /// `--bip`: address and prefix of the default bridge (None: the built-in default).
+    pub bip: Option<String>,
 }
 
 /// One container: its directory, its record and the condvar announcing changes.
@@ -70,7 +72,11 @@ impl Entry {
                     if now >= d {
                         return false;
                     }
-                    slot = self.changed.wait_timeout(slot, d - now).unwrap_or_else(|p| p.into_inner()).0;
+                    slot = self
+                        .changed
+                        .wait_timeout(slot, d - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
                 }
             }
         }
@@ -90,6 +96,8 @@ pub struct Engine {
     pub config: EngineConfig,
     pub images: ImageStore,
     containers: Mutex<BTreeMap<String, Arc<Entry>>>,
+    /// Networks, endpoints and published ports (see `daemon::network`).
+    pub net: Mutex<crate::net::NetworkManager>,
 }
 
 /// How `wait` decides it is done (Docker's `condition` parameter).
@@ -110,7 +118,15 @@ impl Engine {
         let cdir = config.root.join("containers");
         atomic::create_dir_all(&cdir)?;
         let images = ImageStore::open(&config.root.join("image"))?;
-        let engine = Arc::new(Engine { config, images, containers: Mutex::new(BTreeMap::new()) });
+        let mut net = crate::net::NetworkManager::open(&config.root.join("network"))?;
+        net.ensure_default(config.bip.as_deref())?;
+        net.restore()?;
+        let engine = Arc::new(Engine {
+            config,
+            images,
+            containers: Mutex::new(BTreeMap::new()),
+            net: Mutex::new(net),
+        });
         for dirent in fs::read_dir(&cdir)? {
             let dir = dirent?.path();
             let file = dir.join("container.json");
@@ -129,7 +145,12 @@ impl Engine {
             let entry = Arc::new(Entry {
                 id: rec.id.clone(),
                 dir,
-                slot: Mutex::new(Slot { rec, exits: 0, starts: 0, removed: false }),
+                slot: Mutex::new(Slot {
+                    rec,
+                    exits: 0,
+                    starts: 0,
+                    removed: false,
+                }),
                 changed: Condvar::new(),
             });
             engine.map().insert(entry.id.clone(), entry);
@@ -158,10 +179,12 @@ impl Engine {
                 }
                 ContainerState::Exited(info) if was.status.is_active() => {
                     cleanup(&entry);
+                    self.release_network(&entry);
                     apply_exit(&mut slot.rec.state, &info);
                     let _ = entry.persist(&slot.rec);
                 }
                 _ if was.status.is_active() => {
+                    self.release_network(&entry);
                     slot.rec.state.status = Status::Exited;
                     slot.rec.state.pid = 0;
                     slot.rec.state.exit_code = 255;
@@ -173,7 +196,11 @@ impl Engine {
             }
             let policy = policy_of(&slot.rec);
             if policy.start_on_boot(&was, slot.rec.manually_stopped) {
-                log::info!("starting {} ({}) by its restart policy", slot.rec.name, short(&entry.id));
+                log::info!(
+                    "starting {} ({}) by its restart policy",
+                    slot.rec.name,
+                    short(&entry.id)
+                );
                 if let Err(e) = self.launch(&entry, &mut slot) {
                     log::warn!("restart policy: starting {} failed: {}", slot.rec.name, e.message);
                 }
@@ -184,13 +211,16 @@ impl Engine {
     /// Find a container by full ID, name or unique ID prefix.
     pub fn get(&self, reference: &str) -> ApiResult<Arc<Entry>> {
         let map = self.map();
-        let pairs: Vec<(String, String)> = map.values().map(|e| (e.id.clone(), e.lock().rec.name.clone())).collect();
+        let pairs: Vec<(String, String)> = map
+            .values()
+            .map(|e| (e.id.clone(), e.lock().rec.name.clone()))
+            .collect();
         let found = names::resolve(reference, pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())));
         match found {
             Lookup::Found(id) => Ok(map[id].clone()),
-            Lookup::Ambiguous => {
-                Err(ApiError::bad_request(format!("multiple containers found with provided prefix: {reference}")))
-            }
+            Lookup::Ambiguous => Err(ApiError::bad_request(format!(
+                "multiple containers found with provided prefix: {reference}"
+            ))),
             Lookup::Missing => Err(ApiError::not_found(format!("No such container: {reference}"))),
         }
     }
@@ -210,12 +240,18 @@ impl Engine {
         let policy = RestartPolicy::parse(&hc.restart_policy.name, hc.restart_policy.maximum_retry_count)
             .map_err(ApiError::bad_request)?;
         if hc.auto_remove && policy != RestartPolicy::No {
-            return Err(ApiError::bad_request("can't create 'AutoRemove' container with restart policy"));
+            return Err(ApiError::bad_request(
+                "can't create 'AutoRemove' container with restart policy",
+            ));
         }
         validate_host_config(&hc)?;
+        let networks = self.initial_networks(&hc, &req.networking_config)?;
         let mut config = container::merge_config(req.config, &image_defaults(&image));
         config.image = image_ref.clone();
-        let rec_probe = Record { config: config.clone(), ..Default::default() };
+        let rec_probe = Record {
+            config: config.clone(),
+            ..Default::default()
+        };
         if rec_probe.argv().is_empty() {
             return Err(ApiError::bad_request("no command specified"));
         }
@@ -236,7 +272,10 @@ impl Engine {
             }
             None => {
                 let r = names::random_u64();
-                (0..100).map(|i| names::generate(r, i)).find(|n| !taken(n)).unwrap_or_else(|| id[..12].to_string())
+                (0..100)
+                    .map(|i| names::generate(r, i))
+                    .find(|n| !taken(n))
+                    .unwrap_or_else(|| id[..12].to_string())
             }
         };
         let dir = self.config.root.join("containers").join(&id);
@@ -249,12 +288,18 @@ impl Engine {
             image_ref,
             config,
             host_config: hc,
+            networks,
             ..Default::default()
         };
         let entry = Arc::new(Entry {
             id: id.clone(),
             dir,
-            slot: Mutex::new(Slot { rec, exits: 0, starts: 0, removed: false }),
+            slot: Mutex::new(Slot {
+                rec,
+                exits: 0,
+                starts: 0,
+                removed: false,
+            }),
             changed: Condvar::new(),
         });
         entry.persist(&entry.lock().rec)?;
@@ -269,7 +314,10 @@ impl Engine {
         match slot.rec.state.status {
             s if s.is_active() => return Ok(false),
             Status::Removing => {
-                return Err(ApiError::conflict(format!("container {} is marked for removal", entry.id)))
+                return Err(ApiError::conflict(format!(
+                    "container {} is marked for removal",
+                    entry.id
+                )))
             }
             _ => {}
         }
@@ -288,10 +336,19 @@ impl Engine {
 
     fn spawn_process(&self, entry: &Entry, slot: &mut Slot) -> ApiResult<()> {
         let spec = self.spec_for(entry, &slot.rec)?;
-        match runtime::start(&entry.dir, &spec) {
+        let started = runtime::start(&entry.dir, &spec);
+        if started.is_err() {
+            self.release_network(entry);
+        }
+        match started {
             Ok(pid) => {
                 let st = &mut slot.rec.state;
-                *st = State { status: Status::Running, pid, started_at: timefmt::now(), ..State::default() };
+                *st = State {
+                    status: Status::Running,
+                    pid,
+                    started_at: timefmt::now(),
+                    ..State::default()
+                };
                 slot.starts += 1;
                 entry.persist(&slot.rec)?;
                 entry.notify();
@@ -318,17 +375,25 @@ impl Engine {
     fn spec_for(&self, entry: &Entry, rec: &Record) -> ApiResult<ContainerSpec> {
         let image = self.images.resolve(&rec.image_id).map_err(image_error)?;
         let lower = self.images.layer_dirs(&image);
-        let hostname =
-            if rec.config.hostname.is_empty() { rec.id[..12].to_string() } else { rec.config.hostname.clone() };
+        let hostname = if rec.config.hostname.is_empty() {
+            rec.id[..12].to_string()
+        } else {
+            rec.config.hostname.clone()
+        };
         let hc = &rec.host_config;
-        let network = match hc.network_mode.as_str() {
-            "host" => NetworkMode::Host,
-            "" | "none" | "default" | "bridge" => NetworkMode::None,
-            other => {
-                return Err(ApiError::not_found(format!("network {other} not found")));
+        let (network, etc) = match super::network::mode_of(&hc.network_mode)? {
+            super::network::Mode::Host => (NetworkMode::Host, Default::default()),
+            super::network::Mode::None => (NetworkMode::None, Default::default()),
+            super::network::Mode::Networks(_) => {
+                let (path, etc) = self.connect_at_start(entry, rec, &hostname)?;
+                (NetworkMode::Path(path), etc)
             }
         };
-        let files = write_etc_files(&entry.dir, &hostname, &network, hc)?;
+        let files = write_etc_files(&entry.dir, &hostname, &network, hc, &etc);
+        if files.is_err() {
+            self.release_network(entry);
+        }
+        let files = files?;
         for d in ["upper", "work"] {
             atomic::create_dir_all(&entry.dir.join(d))?;
         }
@@ -338,11 +403,19 @@ impl Engine {
             hostname,
             args: rec.argv(),
             env: rec.config.env.clone().unwrap_or_default(),
-            cwd: if rec.config.working_dir.is_empty() { "/".into() } else { rec.config.working_dir.clone() },
+            cwd: if rec.config.working_dir.is_empty() {
+                "/".into()
+            } else {
+                rec.config.working_dir.clone()
+            },
             user: rec.config.user.clone(),
             tty: rec.config.tty,
             open_stdin: rec.config.open_stdin,
-            rootfs: RootfsSpec { lower, upper: entry.dir.join("upper"), work: entry.dir.join("work") },
+            rootfs: RootfsSpec {
+                lower,
+                upper: entry.dir.join("upper"),
+                work: entry.dir.join("work"),
+            },
             readonly_rootfs: hc.readonly_rootfs,
             cap_add: hc.cap_add.clone().unwrap_or_default(),
             cap_drop: hc.cap_drop.clone().unwrap_or_default(),
@@ -359,10 +432,19 @@ impl Engine {
                 hc.cgroup_parent.clone()
             },
             log: LogSpec {
-                max_size: log.get("max-size").map(|s| parse_size(s)).transpose()?.unwrap_or(0),
-                max_file: log.get("max-file").map(|s| s.parse::<u32>()).transpose().map_err(|_| {
-                    ApiError::bad_request("invalid value for log-opt max-file: must be a positive number")
-                })?.unwrap_or(1),
+                max_size: log
+                    .get("max-size")
+                    .map(|s| parse_size(s))
+                    .transpose()?
+                    .unwrap_or(0),
+                max_file: log
+                    .get("max-file")
+                    .map(|s| s.parse::<u32>())
+                    .transpose()
+                    .map_err(|_| {
+                        ApiError::bad_request("invalid value for log-opt max-file: must be a positive number")
+                    })?
+                    .unwrap_or(1),
             },
             files,
             stop_signal: stop_signal(&rec.config),
@@ -395,12 +477,14 @@ impl Engine {
                 },
             };
             cleanup(&entry);
+            self.release_network(&entry);
             let (restart, auto_remove) = {
                 let mut slot = entry.lock();
                 apply_exit(&mut slot.rec.state, &info);
                 slot.exits += 1;
                 let policy = policy_of(&slot.rec);
-                let restart = policy.should_restart(info.code, slot.rec.manually_stopped, slot.rec.restart_count);
+                let restart =
+                    policy.should_restart(info.code, slot.rec.manually_stopped, slot.rec.restart_count);
                 if restart {
                     slot.rec.state.status = Status::Restarting;
                     slot.rec.restart_count += 1;
@@ -435,8 +519,11 @@ impl Engine {
                 log::warn!("restarting {}: {}", slot.rec.name, e.message);
                 // A failed start counts as an exit; keep backing off while the policy allows.
                 let policy = policy_of(&slot.rec);
-                if !policy.should_restart(slot.rec.state.exit_code, slot.rec.manually_stopped, slot.rec.restart_count)
-                {
+                if !policy.should_restart(
+                    slot.rec.state.exit_code,
+                    slot.rec.manually_stopped,
+                    slot.rec.restart_count,
+                ) {
                     return;
                 }
             }
@@ -487,7 +574,10 @@ impl Engine {
         if entry.wait_until(Some(Duration::from_secs(30)), exited) {
             Ok(())
         } else {
-            Err(ApiError::internal(format!("container {} did not exit after SIGKILL", entry.id)))
+            Err(ApiError::internal(format!(
+                "container {} did not exit after SIGKILL",
+                entry.id
+            )))
         }
     }
 
@@ -514,7 +604,12 @@ impl Engine {
     }
 
     /// `POST /containers/{id}/restart`.
-    pub fn restart(self: &Arc<Self>, reference: &str, timeout: Option<i64>, signal: Option<&str>) -> ApiResult<()> {
+    pub fn restart(
+        self: &Arc<Self>,
+        reference: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> ApiResult<()> {
         self.stop(reference, timeout, signal)?;
         self.start(reference)?;
         Ok(())
@@ -551,6 +646,7 @@ impl Engine {
             slot.rec.state.status = Status::Removing;
         }
         cleanup(&entry);
+        self.release_network(&entry);
         fs::remove_dir_all(&entry.dir)
             .map_err(|e| ApiError::internal(format!("removing {}: {e}", entry.dir.display())))?;
         self.map().remove(&entry.id);
@@ -567,7 +663,9 @@ impl Engine {
             (s.exits, s.rec.state.status.is_active())
         };
         entry.wait_until(None, |s| match condition {
-            WaitCondition::NotRunning => !active || s.exits > exits0 && !s.rec.state.status.is_active() || s.removed,
+            WaitCondition::NotRunning => {
+                !active || s.exits > exits0 && !s.rec.state.status.is_active() || s.removed
+            }
             WaitCondition::NextExit => s.exits > exits0 || s.removed,
             WaitCondition::Removed => s.removed,
         });
@@ -577,10 +675,15 @@ impl Engine {
 
     /// `POST /containers/{id}/rename`.
     pub fn rename(&self, reference: &str, new_name: &str) -> ApiResult<()> {
-        let new_name = names::validate(new_name).map_err(ApiError::bad_request)?.to_string();
+        let new_name = names::validate(new_name)
+            .map_err(ApiError::bad_request)?
+            .to_string();
         let entry = self.get(reference)?;
         let map = self.map();
-        if let Some(other) = map.values().find(|e| e.id != entry.id && e.lock().rec.name == new_name) {
+        if let Some(other) = map
+            .values()
+            .find(|e| e.id != entry.id && e.lock().rec.name == new_name)
+        {
             return Err(ApiError::conflict(format!(
                 "Conflict. The container name \"/{new_name}\" is already in use by container \"{}\". \
                  You have to remove (or rename) that container to be able to reuse that name.",
@@ -594,7 +697,11 @@ impl Engine {
 
     /// Whether an image is used by any container (rmi refuses without force).
     pub fn image_users(&self, image_id: &str) -> Vec<String> {
-        self.map().values().filter(|e| e.lock().rec.image_id == image_id).map(|e| e.id.clone()).collect()
+        self.map()
+            .values()
+            .filter(|e| e.lock().rec.image_id == image_id)
+            .map(|e| e.id.clone())
+            .collect()
     }
 }
 
@@ -621,7 +728,11 @@ fn policy_of(rec: &Record) -> RestartPolicy {
 }
 
 fn stop_signal(config: &ContainerConfig) -> i32 {
-    config.stop_signal.as_deref().and_then(container::parse_signal).unwrap_or(15)
+    config
+        .stop_signal
+        .as_deref()
+        .and_then(container::parse_signal)
+        .unwrap_or(15)
 }
 
 pub fn short(id: &str) -> &str {
@@ -649,7 +760,9 @@ fn validate_host_config(hc: &crate::api::types::HostConfig) -> ApiResult<()> {
         return Err(ApiError::bad_request("Minimum memory limit allowed is 6MB"));
     }
     if hc.nano_cpus < 0 {
-        return Err(ApiError::bad_request("Range of CPUs is from 0.01 to the number of CPUs available"));
+        return Err(ApiError::bad_request(
+            "Range of CPUs is from 0.01 to the number of CPUs available",
+        ));
     }
     if let Some(ms) = hc.log_config.config.get("max-size") {
         parse_size(ms)?;
@@ -691,6 +804,7 @@ fn write_etc_files(
     hostname: &str,
     network: &NetworkMode,
     hc: &crate::api::types::HostConfig,
+    etc: &super::network::EtcNet,
 ) -> ApiResult<Vec<BindFile>> {
     let mut hosts = String::new();
     if matches!(network, NetworkMode::Host) {
@@ -700,6 +814,9 @@ fn write_etc_files(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
              ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
         );
+        if let Some(ip) = etc.ip {
+            hosts.push_str(&format!("{ip}\t{hostname}\n"));
+        }
     }
     for extra in hc.extra_hosts.iter().flatten() {
         if let Some((name, ip)) = extra.split_once(':').or_else(|| extra.split_once('=')) {
@@ -708,14 +825,26 @@ fn write_etc_files(
     }
     let resolv = match &hc.dns {
         Some(servers) if !servers.is_empty() => servers.iter().map(|s| format!("nameserver {s}\n")).collect(),
-        _ => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        // User-defined networks resolve names through the embedded DNS, which forwards the rest.
+        _ => match etc.nameserver {
+            Some(ns) => format!("nameserver {ns}\noptions ndots:0\n"),
+            None => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        },
     };
-    let files = [("hostname", format!("{hostname}\n")), ("hosts", hosts), ("resolv.conf", resolv)];
+    let files = [
+        ("hostname", format!("{hostname}\n")),
+        ("hosts", hosts),
+        ("resolv.conf", resolv),
+    ];
     let mut binds = Vec::new();
     for (name, content) in files {
         let host = dir.join(name);
         atomic::write(&host, content.as_bytes())?;
-        binds.push(BindFile { host, container: format!("/etc/{name}"), readonly: false });
+        binds.push(BindFile {
+            host,
+            container: format!("/etc/{name}"),
+            readonly: false,
+        });
     }
     Ok(binds)
 }

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod logger;
 pub mod logs;
 pub mod names;
+pub mod network;
 
 use std::path::PathBuf;
 
@@ -29,6 +30,9 @@ struct DaemonArgs {
     /// log level: error, warn, info, debug (default info)
     #[argh(option, default = "String::from(\"info\")")]
     log_level: String,
+    /// address and prefix of the default bridge network (default 172.30.0.1/16)
+    #[argh(option)]
+    bip: Option<String>,
 }
 
 /// `shoal daemon [flags]`; returns the exit code.
@@ -61,13 +65,20 @@ pub fn main(args: &[String]) -> i32 {
 
 fn run(args: DaemonArgs) -> Result<(), String> {
     logger::init(&args.log_level)?;
-    if args.cgroup_parent.contains("..") || args.cgroup_parent.starts_with('/') && args.cgroup_parent.len() == 1 {
+    if args.cgroup_parent.contains("..")
+        || args.cgroup_parent.starts_with('/') && args.cgroup_parent.len() == 1
+    {
         return Err(format!("invalid --cgroup-parent {:?}", args.cgroup_parent));
     }
     // Signals are taken by one thread with sigwait; block them before any thread starts.
     let signals = block_signals();
-    let config = EngineConfig { root: args.root.clone(), cgroup_parent: args.cgroup_parent.clone() };
-    let engine = Engine::open(config).map_err(|e| format!("opening state in {}: {e}", args.root.display()))?;
+    let config = EngineConfig {
+        root: args.root.clone(),
+        cgroup_parent: args.cgroup_parent.clone(),
+        bip: args.bip.clone(),
+    };
+    let engine =
+        Engine::open(config).map_err(|e| format!("opening state in {}: {e}", args.root.display()))?;
     let listener = crate::api::bind(&args.socket).map_err(|e| e.to_string())?;
     engine.recover();
     let socket = args.socket.clone();
