@@ -146,7 +146,7 @@ fn docker_cli_networks_names_and_ports() {
     assert!(ports.contains("9090/tcp -> 127.0.0.1:"), "{ports}");
     assert!(d(&["ps", "--format", "{{.Ports}}", "-f", "name=srv"]).contains("0.0.0.0:18080->8080/tcp"));
     let fetched = eventually(5, || {
-        stdout(&lab.in_netns(&["busybox", "wget", "-q", "-O-", "http://127.0.0.1:18080/i"])) == "hello"
+        stdout(&lab.in_netns(&["curl", "-s", "-m", "2", "http://127.0.0.1:18080/i"])) == "hello"
     });
     assert!(
         fetched,
