@@ -12,7 +12,14 @@ fn run_attached_prints_output_and_exit_code() {
     assert_eq!(stdout(&out), "hello from shoal", "stderr: {}", stderr(&out));
     assert_eq!(out.status.code(), Some(0));
 
-    let out = lab.shoal(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    let out = lab.shoal(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(stdout(&out), "out");
     assert_eq!(stderr(&out), "err");
@@ -24,16 +31,31 @@ fn run_attached_prints_output_and_exit_code() {
 #[test]
 fn run_detached_then_the_lifecycle_verbs() {
     let lab = Lab::new("lifecycle");
-    let id = lab.ok(&["run", "-d", "--name", "web", "busybox", "sh", "-c", "echo started; exec sleep 1000"]);
+    let id = lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; exec sleep 1000",
+    ]);
     assert_eq!(id.len(), 64, "run -d prints the full ID: {id}");
     assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
 
     let ps = lab.ok(&["ps"]);
     assert!(ps.lines().next().unwrap().starts_with("CONTAINER ID"), "{ps}");
-    assert!(ps.contains("web") && ps.contains(&id[..12]) && ps.contains("Up "), "{ps}");
+    assert!(
+        ps.contains("web") && ps.contains(&id[..12]) && ps.contains("Up "),
+        "{ps}"
+    );
 
     assert!(eventually(5, || lab.ok(&["logs", "web"]) == "started"));
-    assert_eq!(lab.ok(&["inspect", "--format", "{{.State.Status}}", "web"]), "running");
+    assert_eq!(
+        lab.ok(&["inspect", "--format", "{{.State.Status}}", "web"]),
+        "running"
+    );
     // A 3-character unique prefix is enough.
     assert_eq!(lab.ok(&["inspect", "--format", "{{.Name}}", &id[..3]]), "/web");
 
@@ -46,14 +68,23 @@ fn run_detached_then_the_lifecycle_verbs() {
     assert!(stderr(&out).contains("container is running"), "{}", stderr(&out));
 
     lab.ok(&["stop", "-t", "1", "web"]);
-    assert_eq!(lab.ok(&["inspect", "--format", "{{.State.Status}}", "web"]), "exited");
+    assert_eq!(
+        lab.ok(&["inspect", "--format", "{{.State.Status}}", "web"]),
+        "exited"
+    );
     assert_eq!(lab.ok(&["ps", "-q"]), "");
     assert!(lab.ok(&["ps", "-a"]).contains("Exited (143)") || lab.ok(&["ps", "-a"]).contains("Exited (137)"));
 
     lab.ok(&["start", "web"]);
-    assert_eq!(lab.ok(&["inspect", "--format", "{{.State.Status}}", "web"]), "running");
+    assert_eq!(
+        lab.ok(&["inspect", "--format", "{{.State.Status}}", "web"]),
+        "running"
+    );
     lab.ok(&["restart", "-t", "1", "web"]);
-    assert_eq!(lab.ok(&["inspect", "--format", "{{.State.Running}}", "web"]), "true");
+    assert_eq!(
+        lab.ok(&["inspect", "--format", "{{.State.Running}}", "web"]),
+        "true"
+    );
     lab.ok(&["kill", "web"]);
     assert_eq!(lab.ok(&["wait", "web"]), "137");
     lab.ok(&["rename", "web", "web2"]);
@@ -78,7 +109,11 @@ fn errors_are_clear_and_exit_codes_are_dockers() {
 
     let out = lab.shoal(&["stop", "nosuchcontainer"]);
     assert_ne!(out.status.code(), Some(0));
-    assert!(stderr(&out).contains("No such container: nosuchcontainer"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("No such container: nosuchcontainer"),
+        "{}",
+        stderr(&out)
+    );
 
     lab.ok(&["create", "--name", "dup", "busybox", "true"]);
     let out = lab.shoal(&["create", "--name", "dup", "busybox", "true"]);
@@ -96,35 +131,103 @@ fn errors_are_clear_and_exit_codes_are_dockers() {
 #[test]
 fn image_config_is_honoured_and_flags_apply() {
     let lab = Lab::new("config");
-    let out = lab.ok(&["run", "--rm", "-e", "A=1", "-w", "/tmp", "-u", "app", "-h", "box", "busybox", "sh", "-c", "echo $A $(pwd) $(id -un) $(hostname)"]);
+    let out = lab.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "A=1",
+        "-w",
+        "/tmp",
+        "-u",
+        "app",
+        "-h",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $A $(pwd) $(id -un) $(hostname)",
+    ]);
     assert_eq!(out, "1 /tmp app box");
     // The image's CMD (sh) runs when no command is given; stdin from -i.
     let out = lab.shoal_stdin(&["run", "--rm", "-i", "busybox"], b"echo from stdin\n");
     assert_eq!(stdout(&out), "from stdin");
-    let out = lab.ok(&["run", "--rm", "--entrypoint", "echo", "busybox", "via", "entrypoint"]);
+    let out = lab.ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "echo",
+        "busybox",
+        "via",
+        "entrypoint",
+    ]);
     assert_eq!(out, "via entrypoint");
-    let out = lab.ok(&["run", "--rm", "--read-only", "busybox", "sh", "-c", "touch /x 2>/dev/null && echo writable || echo readonly"]);
+    let out = lab.ok(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /x 2>/dev/null && echo writable || echo readonly",
+    ]);
     assert_eq!(out, "readonly");
-    let out = lab.ok(&["run", "--rm", "--label", "k=v", "--name", "lbl", "-d", "busybox", "sleep", "100"]);
-    assert_eq!(lab.ok(&["inspect", "--format", "{{index .Config.Labels \"k\"}}", "lbl"]), "v");
-    assert_eq!(lab.ok(&["ps", "--filter", "label=k=v", "--format", "{{.Names}}"]), "lbl");
+    let out = lab.ok(&[
+        "run", "--rm", "--label", "k=v", "--name", "lbl", "-d", "busybox", "sleep", "100",
+    ]);
+    assert_eq!(
+        lab.ok(&["inspect", "--format", "{{index .Config.Labels \"k\"}}", "lbl"]),
+        "v"
+    );
+    assert_eq!(
+        lab.ok(&["ps", "--filter", "label=k=v", "--format", "{{.Names}}"]),
+        "lbl"
+    );
     lab.ok(&["rm", "-f", &out]);
 }
 
 #[test]
 fn restart_policy_and_daemon_restart_keep_containers() {
     let mut lab = Lab::new("restart");
-    lab.ok(&["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "echo try; exit 1"]);
-    assert!(eventually(10, || lab.ok(&["inspect", "--format", "{{.RestartCount}}", "flaky"]) == "2"
-        && lab.ok(&["inspect", "--format", "{{.State.Status}}", "flaky"]) == "exited"));
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo try; exit 1",
+    ]);
+    assert!(eventually(10, || lab.ok(&[
+        "inspect",
+        "--format",
+        "{{.RestartCount}}",
+        "flaky"
+    ]) == "2"
+        && lab.ok(&["inspect", "--format", "{{.State.Status}}", "flaky"])
+            == "exited"));
     assert_eq!(lab.ok(&["logs", "flaky"]).lines().count(), 3);
 
-    lab.ok(&["run", "-d", "--name", "keeper", "busybox", "sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "keeper",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done",
+    ]);
     let pid = lab.ok(&["inspect", "--format", "{{.State.Pid}}", "keeper"]);
     lab.kill_daemon();
     std::thread::sleep(std::time::Duration::from_millis(500));
     lab.start_daemon();
-    assert_eq!(lab.ok(&["inspect", "--format", "{{.State.Status}}", "keeper"]), "running");
+    assert_eq!(
+        lab.ok(&["inspect", "--format", "{{.State.Status}}", "keeper"]),
+        "running"
+    );
     assert_eq!(lab.ok(&["inspect", "--format", "{{.State.Pid}}", "keeper"]), pid);
     // Logs written while the daemon was down were captured by the shim.
     assert!(lab.ok(&["logs", "keeper"]).lines().count() >= 3);
@@ -133,25 +236,73 @@ fn restart_policy_and_daemon_restart_keep_containers() {
     assert_eq!(lab.ok(&["wait", "keeper"]), "137");
 
     // An always-restart container comes back when the daemon boots.
-    lab.ok(&["run", "-d", "--name", "appliance", "--restart", "always", "busybox", "sleep", "1000"]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "appliance",
+        "--restart",
+        "always",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
     lab.kill_daemon();
-    let _ = std::process::Command::new("pkill").args(["-9", "-f", "sleep 1000"]).status();
+    let _ = std::process::Command::new("pkill")
+        .args(["-9", "-f", "sleep 1000"])
+        .status();
     std::thread::sleep(std::time::Duration::from_millis(300));
     lab.start_daemon();
-    assert!(eventually(10, || lab.ok(&["inspect", "--format", "{{.State.Status}}", "appliance"]) == "running"));
+    assert!(eventually(10, || lab.ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}}",
+        "appliance"
+    ]) == "running"));
 }
 
 #[test]
 fn logs_options_and_rotation() {
     let lab = Lab::new("logs");
-    lab.ok(&["run", "--name", "lg", "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo line $i; done"]);
+    lab.ok(&[
+        "run",
+        "--name",
+        "lg",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo line $i; done",
+    ]);
     assert_eq!(lab.ok(&["logs", "--tail", "2", "lg"]), "line 4\nline 5");
     let ts = lab.ok(&["logs", "-t", "lg"]);
-    assert!(ts.lines().all(|l| l.contains('T') && l.contains("Z line")), "{ts}");
-    lab.ok(&["run", "--name", "big", "--log-opt", "max-size=10k", "--log-opt", "max-file=2", "busybox", "sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done"]);
+    assert!(
+        ts.lines().all(|l| l.contains('T') && l.contains("Z line")),
+        "{ts}"
+    );
+    lab.ok(&[
+        "run",
+        "--name",
+        "big",
+        "--log-opt",
+        "max-size=10k",
+        "--log-opt",
+        "max-file=2",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done",
+    ]);
     let logs = lab.ok(&["logs", "big"]);
-    assert!(logs.ends_with("line 1999"), "{}", &logs[logs.len().saturating_sub(100)..]);
-    assert!(logs.len() < 30_000, "rotation bounds the logs: {} bytes", logs.len());
+    assert!(
+        logs.ends_with("line 1999"),
+        "{}",
+        &logs[logs.len().saturating_sub(100)..]
+    );
+    assert!(
+        logs.len() < 30_000,
+        "rotation bounds the logs: {} bytes",
+        logs.len()
+    );
     let dir = lab.root.join("containers");
     let total: u64 = walk_size(&dir, "container.log");
     assert!(total <= 2 * 11 * 1024, "log files hold {total} bytes");
@@ -175,12 +326,18 @@ fn images_verbs() {
     let lab = Lab::new("images");
     let images = lab.ok(&["images"]);
     assert!(images.starts_with("REPOSITORY"), "{images}");
-    assert!(images.contains("busybox") && images.contains("latest"), "{images}");
+    assert!(
+        images.contains("busybox") && images.contains("latest"),
+        "{images}"
+    );
     lab.ok(&["tag", "busybox", "mybox:v1"]);
     assert!(lab.ok(&["images"]).contains("mybox"));
     let out = lab.ok(&["rmi", "mybox:v1"]);
     assert!(out.contains("Untagged: mybox:v1"), "{out}");
-    assert_eq!(lab.ok(&["image", "inspect", "--format", "{{json .Config.Cmd}}", "busybox"]), r#"["sh"]"#);
+    assert_eq!(
+        lab.ok(&["image", "inspect", "--format", "{{json .Config.Cmd}}", "busybox"]),
+        r#"["sh"]"#
+    );
     let out = lab.shoal(&["rmi", "nosuch:image"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(stderr(&out).contains("No such image"), "{}", stderr(&out));
@@ -191,20 +348,73 @@ fn limits_and_isolation() {
     let lab = Lab::new("isolation");
     // Host processes are invisible: PID 1 is the container's own command.
     let out = lab.ok(&["run", "--rm", "busybox", "sh", "-c", "ps -o pid,comm | wc -l"]);
-    assert!(out.parse::<u32>().unwrap() <= 4, "container sees {out} process lines");
-    let out = lab.shoal(&["run", "--rm", "busybox", "sh", "-c", "echo 1 > /proc/sys/kernel/panic"]);
+    assert!(
+        out.parse::<u32>().unwrap() <= 4,
+        "container sees {out} process lines"
+    );
+    let out = lab.shoal(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/kernel/panic",
+    ]);
     assert_ne!(out.status.code(), Some(0));
     // Docker's default capability set.
-    let out = lab.ok(&["run", "--rm", "busybox", "sh", "-c", "grep CapEff /proc/self/status"]);
+    let out = lab.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "grep CapEff /proc/self/status",
+    ]);
     assert!(out.ends_with("00000000a80425fb"), "{out}");
-    let out = lab.ok(&["run", "--rm", "--cap-drop", "ALL", "busybox", "sh", "-c", "grep CapEff /proc/self/status"]);
+    let out = lab.ok(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "busybox",
+        "sh",
+        "-c",
+        "grep CapEff /proc/self/status",
+    ]);
     assert!(out.ends_with("0000000000000000"), "{out}");
     // A memory hog is OOM-killed and shown as such.
-    let out = lab.shoal(&["run", "--name", "hog", "-m", "16m", "--memory-swap", "16m", "busybox", "sh", "-c", "x=a; while true; do x=$x$x; done"]);
+    let out = lab.shoal(&[
+        "run",
+        "--name",
+        "hog",
+        "-m",
+        "16m",
+        "--memory-swap",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=a; while true; do x=$x$x; done",
+    ]);
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
-    assert_eq!(lab.ok(&["inspect", "--format", "{{.State.OOMKilled}}", "hog"]), "true");
+    assert_eq!(
+        lab.ok(&["inspect", "--format", "{{.State.OOMKilled}}", "hog"]),
+        "true"
+    );
     // A fork bomb stops at the pids limit (busybox sh gives up when it cannot fork).
-    let out = lab.shoal(&["run", "--rm", "--pids-limit", "20", "busybox", "sh", "-c", "i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); done; echo survived"]);
-    assert!(!stdout(&out).contains("survived"), "40 processes started under a pids limit of 20");
+    let out = lab.shoal(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "20",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); done; echo survived",
+    ]);
+    assert!(
+        !stdout(&out).contains("survived"),
+        "40 processes started under a pids limit of 20"
+    );
     assert!(stderr(&out).contains("can't fork"), "{}", stderr(&out));
 }

@@ -69,7 +69,7 @@ pub fn summary(rec: &Record, now_nanos: i128) -> Value {
 
 fn network_mode(rec: &Record) -> &str {
     match rec.host_config.network_mode.as_str() {
-        "" | "default" => "none",
+        "" | "default" => "bridge",
         m => m,
     }
 }

@@ -31,6 +31,11 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
     let path = req.path.clone();
     let method = req.method.clone();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if segs.first() == Some(&"networks") {
+        if let Some(r) = super::networks::route(engine, req, &method, &segs) {
+            return r;
+        }
+    }
     match (method.as_str(), segs.as_slice()) {
         ("GET" | "HEAD", ["_ping"]) => {
             req.respond_raw(200, "text/plain; charset=utf-8", b"OK");
@@ -66,7 +71,9 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
         }
         ("GET", ["containers", id, "json"]) => {
             let entry = engine.get(id)?;
-            let v = render::inspect(&entry.lock().rec, &entry.dir);
+            let rec = entry.lock().rec.clone();
+            let mut v = render::inspect(&rec, &entry.dir);
+            v["NetworkSettings"] = engine.network_settings(&rec);
             req.respond_json(200, &v);
             Ok(())
         }
@@ -318,7 +325,11 @@ fn list_containers(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> 
         if !render::matches(rec, &filters).map_err(ApiError::bad_request)? {
             continue;
         }
-        rows.push((rec.created.clone(), render::summary(rec, now)));
+        let mut row = render::summary(rec, now);
+        let (ports, settings) = engine.summary_network(rec);
+        row["Ports"] = ports;
+        row["NetworkSettings"] = settings;
+        rows.push((rec.created.clone(), row));
     }
     // Newest first, as docker lists.
     rows.sort_by(|a, b| b.0.cmp(&a.0));

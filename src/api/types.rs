@@ -58,6 +58,42 @@ pub struct HostConfig {
     pub log_config: LogConfig,
     pub dns: Option<Vec<String>>,
     pub extra_hosts: Option<Vec<String>>,
+    /// `"80/tcp": [{"HostIp": "", "HostPort": "8080"}]` (`-p`).
+    pub port_bindings: Option<BTreeMap<String, Option<Vec<PortBinding>>>>,
+    /// `-P`: every exposed port to a free host port.
+    pub publish_all_ports: bool,
+}
+
+/// One host side of a published port.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBinding {
+    pub host_ip: String,
+    pub host_port: String,
+}
+
+/// A container's settings on one network (`NetworkingConfig.EndpointsConfig`, and the body
+/// of `POST /networks/{id}/connect`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EndpointSettings {
+    pub aliases: Option<Vec<String>>,
+    #[serde(rename = "IPAMConfig")]
+    pub ipam_config: Option<EndpointIpam>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct EndpointIpam {
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
+}
+
+/// `NetworkingConfig` of `POST /containers/create`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkingConfig {
+    pub endpoints_config: Option<BTreeMap<String, EndpointSettings>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -82,6 +118,7 @@ pub struct CreateRequest {
     #[serde(flatten)]
     pub config: ContainerConfig,
     pub host_config: HostConfig,
+    pub networking_config: NetworkingConfig,
 }
 
 /// Body of `POST /containers/{id}/exec`.

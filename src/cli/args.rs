@@ -100,6 +100,8 @@ const RUN_FLAGS: &[FlagSpec] = &[
     s(' ', "cap-add"),
     s(' ', "cap-drop"),
     s(' ', "network"),
+    s(' ', "network-alias"),
+    s(' ', "ip"),
     s('l', "label"),
     s(' ', "log-opt"),
     s(' ', "log-driver"),
@@ -642,9 +644,15 @@ pub struct RunFlags {
     /// drop Linux capabilities
     #[argh(option)]
     pub cap_drop: Vec<String>,
-    /// connect a container to a network (none, host)
+    /// connect a container to a network (bridge, host, none or a user network)
     #[argh(option)]
     pub network: Option<String>,
+    /// add a network-scoped alias for the container
+    #[argh(option)]
+    pub network_alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[argh(option)]
+    pub ip: Option<String>,
     /// set meta data on a container
     #[argh(option, short = 'l')]
     pub label: Vec<String>,
@@ -1803,6 +1811,14 @@ pub fn validate_run(
         }
     };
     set(&mut body, "Hostname", &f.hostname);
+    if !f.network_alias.is_empty() || f.ip.is_some() {
+        let net = f.network.clone().unwrap_or_else(|| "default".into());
+        let mut endpoint = json!({ "Aliases": f.network_alias });
+        if let Some(ip) = &f.ip {
+            endpoint["IPAMConfig"] = json!({ "IPv4Address": ip });
+        }
+        body["NetworkingConfig"] = json!({ "EndpointsConfig": { net: endpoint } });
+    }
     set(&mut body, "User", &f.user);
     set(&mut body, "WorkingDir", &f.workdir);
     set(&mut body, "StopSignal", &f.stop_signal);

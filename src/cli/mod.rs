@@ -8,6 +8,7 @@
 pub mod args;
 pub mod commands;
 pub mod format;
+pub mod network;
 pub mod session;
 pub mod tables;
 pub mod template;
@@ -18,6 +19,9 @@ use crate::api::client::{self, Client, HOST_ENV};
 
 /// Run a client verb; `args` excludes the program name. Returns the process exit code.
 pub fn main(argv: &[String]) -> i32 {
+    if let Some(code) = network::main(argv) {
+        return code;
+    }
     let env = |k: &str| std::env::var(k).ok();
     let inv = match args::parse(argv, &env) {
         Ok(inv) => inv,

@@ -84,6 +84,9 @@ pub struct Record {
     /// Set by `stop`/`kill` from the user, cleared by `start`: `unless-stopped` and the restart
     /// logic must not bring back a container the user stopped.
     pub manually_stopped: bool,
+    /// Networks the container joins when it starts (name or id → its settings there), from
+    /// `NetworkMode`, `EndpointsConfig` and `network connect`.
+    pub networks: std::collections::BTreeMap<String, crate::api::types::EndpointSettings>,
 }
 
 impl Record {

@@ -28,6 +28,8 @@ pub struct EngineConfig {
     pub root: PathBuf,
     /// Sub-path under the daemon's own cgroup where containers' cgroups go.
     pub cgroup_parent: String,
+    /// `--bip`: address and prefix of the default bridge (None: the built-in default).
+    pub bip: Option<String>,
 }
 
 /// One container: its directory, its record and the condvar announcing changes.
@@ -94,6 +96,8 @@ pub struct Engine {
     pub config: EngineConfig,
     pub images: ImageStore,
     containers: Mutex<BTreeMap<String, Arc<Entry>>>,
+    /// Networks, endpoints and published ports (see `daemon::network`).
+    pub net: Mutex<crate::net::NetworkManager>,
 }
 
 /// How `wait` decides it is done (Docker's `condition` parameter).
@@ -114,10 +118,14 @@ impl Engine {
         let cdir = config.root.join("containers");
         atomic::create_dir_all(&cdir)?;
         let images = ImageStore::open(&config.root.join("image"))?;
+        let mut net = crate::net::NetworkManager::open(&config.root.join("network"))?;
+        net.ensure_default(config.bip.as_deref())?;
+        net.restore()?;
         let engine = Arc::new(Engine {
             config,
             images,
             containers: Mutex::new(BTreeMap::new()),
+            net: Mutex::new(net),
         });
         for dirent in fs::read_dir(&cdir)? {
             let dir = dirent?.path();
@@ -171,10 +179,12 @@ impl Engine {
                 }
                 ContainerState::Exited(info) if was.status.is_active() => {
                     cleanup(&entry);
+                    self.release_network(&entry);
                     apply_exit(&mut slot.rec.state, &info);
                     let _ = entry.persist(&slot.rec);
                 }
                 _ if was.status.is_active() => {
+                    self.release_network(&entry);
                     slot.rec.state.status = Status::Exited;
                     slot.rec.state.pid = 0;
                     slot.rec.state.exit_code = 255;
@@ -235,6 +245,7 @@ impl Engine {
             ));
         }
         validate_host_config(&hc)?;
+        let networks = self.initial_networks(&hc, &req.networking_config)?;
         let mut config = container::merge_config(req.config, &image_defaults(&image));
         config.image = image_ref.clone();
         let rec_probe = Record {
@@ -277,6 +288,7 @@ impl Engine {
             image_ref,
             config,
             host_config: hc,
+            networks,
             ..Default::default()
         };
         let entry = Arc::new(Entry {
@@ -334,7 +346,11 @@ impl Engine {
 
     fn spawn_process(&self, entry: &Entry, slot: &mut Slot) -> ApiResult<()> {
         let spec = self.spec_for(entry, &slot.rec)?;
-        match runtime::start(&entry.dir, &spec) {
+        let started = runtime::start(&entry.dir, &spec);
+        if started.is_err() {
+            self.release_network(entry);
+        }
+        match started {
             Ok(pid) => {
                 let st = &mut slot.rec.state;
                 *st = State {
@@ -375,14 +391,19 @@ impl Engine {
             rec.config.hostname.clone()
         };
         let hc = &rec.host_config;
-        let network = match hc.network_mode.as_str() {
-            "host" => NetworkMode::Host,
-            "" | "none" | "default" | "bridge" => NetworkMode::None,
-            other => {
-                return Err(ApiError::not_found(format!("network {other} not found")));
+        let (network, etc) = match super::network::mode_of(&hc.network_mode)? {
+            super::network::Mode::Host => (NetworkMode::Host, Default::default()),
+            super::network::Mode::None => (NetworkMode::None, Default::default()),
+            super::network::Mode::Networks(_) => {
+                let (path, etc) = self.connect_at_start(entry, rec, &hostname)?;
+                (NetworkMode::Path(path), etc)
             }
         };
-        let files = write_etc_files(&entry.dir, &hostname, &network, hc)?;
+        let files = write_etc_files(&entry.dir, &hostname, &network, hc, &etc);
+        if files.is_err() {
+            self.release_network(entry);
+        }
+        let files = files?;
         for d in ["upper", "work"] {
             atomic::create_dir_all(&entry.dir.join(d))?;
         }
@@ -466,6 +487,7 @@ impl Engine {
                 },
             };
             cleanup(&entry);
+            self.release_network(&entry);
             let (restart, auto_remove) = {
                 let mut slot = entry.lock();
                 apply_exit(&mut slot.rec.state, &info);
@@ -634,6 +656,7 @@ impl Engine {
             slot.rec.state.status = Status::Removing;
         }
         cleanup(&entry);
+        self.release_network(&entry);
         fs::remove_dir_all(&entry.dir)
             .map_err(|e| ApiError::internal(format!("removing {}: {e}", entry.dir.display())))?;
         self.map().remove(&entry.id);
@@ -791,6 +814,7 @@ fn write_etc_files(
     hostname: &str,
     network: &NetworkMode,
     hc: &crate::api::types::HostConfig,
+    etc: &super::network::EtcNet,
 ) -> ApiResult<Vec<BindFile>> {
     let mut hosts = String::new();
     if matches!(network, NetworkMode::Host) {
@@ -800,6 +824,9 @@ fn write_etc_files(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
              ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
         );
+        if let Some(ip) = etc.ip {
+            hosts.push_str(&format!("{ip}\t{hostname}\n"));
+        }
     }
     for extra in hc.extra_hosts.iter().flatten() {
         if let Some((name, ip)) = extra.split_once(':').or_else(|| extra.split_once('=')) {
@@ -808,7 +835,11 @@ fn write_etc_files(
     }
     let resolv = match &hc.dns {
         Some(servers) if !servers.is_empty() => servers.iter().map(|s| format!("nameserver {s}\n")).collect(),
-        _ => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        // User-defined networks resolve names through the embedded DNS, which forwards the rest.
+        _ => match etc.nameserver {
+            Some(ns) => format!("nameserver {ns}\noptions ndots:0\n"),
+            None => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        },
     };
     let files = [
         ("hostname", format!("{hostname}\n")),

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod logger;
 pub mod logs;
 pub mod names;
+pub mod network;
 
 use std::path::PathBuf;
 
@@ -32,6 +33,9 @@ struct DaemonArgs {
     /// log level: error, warn, info, debug (default info)
     #[argh(option)]
     log_level: Option<String>,
+    /// address and prefix of the default bridge network (default 172.30.0.1/16)
+    #[argh(option)]
+    bip: Option<String>,
 }
 
 /// What the daemon runs with: built-in defaults, then the config file, then flags.
@@ -40,6 +44,7 @@ struct Settings {
     socket: PathBuf,
     cgroup_parent: String,
     log_level: String,
+    bip: Option<String>,
 }
 
 fn settings(args: DaemonArgs) -> Result<Settings, String> {
@@ -52,6 +57,7 @@ fn settings(args: DaemonArgs) -> Result<Settings, String> {
         socket: args.socket.unwrap_or(file.socket),
         cgroup_parent: args.cgroup_parent.unwrap_or(file.cgroup_parent),
         log_level: args.log_level.unwrap_or(file.log_level),
+        bip: args.bip,
     })
 }
 
@@ -95,6 +101,7 @@ fn run(args: Settings) -> Result<(), String> {
     let config = EngineConfig {
         root: args.root.clone(),
         cgroup_parent: args.cgroup_parent.clone(),
+        bip: args.bip.clone(),
     };
     let engine =
         Engine::open(config).map_err(|e| format!("opening state in {}: {e}", args.root.display()))?;

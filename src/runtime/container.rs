@@ -483,7 +483,10 @@ pub(crate) fn find_program(name: &str, env: &[String]) -> Result<PathBuf, Failur
     if name.contains('/') {
         return match fs::metadata(name) {
             Ok(_) => Ok(PathBuf::from(name)),
-            Err(e) => Err(Failure(127, format!("exec: {name:?}: stat {name}: {}", errno_text(&e)))),
+            Err(e) => Err(Failure(
+                127,
+                format!("exec: {name:?}: stat {name}: {}", errno_text(&e)),
+            )),
         };
     }
     let path = env
@@ -531,7 +534,9 @@ pub(crate) fn exec(
     let err = sys::execve(&path, &argv, &envp);
     let shown = program.display();
     Err(match err.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::ENOTDIR) => Failure(127, format!("exec: \"{shown}\": {}", errno_text(&err))),
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => {
+            Failure(127, format!("exec: \"{shown}\": {}", errno_text(&err)))
+        }
         Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ENOEXEC) | Some(libc::EISDIR)
         | Some(libc::ETXTBSY) => Failure(126, format!("exec: \"{shown}\": {}", errno_text(&err))),
         _ => Failure::other(format!("exec: \"{shown}\": {}", errno_text(&err))),

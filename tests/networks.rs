@@ -1,0 +1,290 @@
+//! Containers on networks through shoal's own CLI, inside the lab's network namespace:
+//! names and aliases across a user network, isolation between networks and `network
+//! connect`, published ports (`-p`, `-P`, `port`), /etc files, nothing left behind after
+//! exit, `rm` and `network rm`, and a daemon restart keeping networks, addresses and ports.
+
+mod harness;
+
+use harness::{eventually, stdout, Lab};
+
+fn links(lab: &Lab) -> String {
+    stdout(&lab.in_netns(&["ip", "-o", "link"]))
+}
+
+fn veths(lab: &Lab) -> Vec<String> {
+    links(lab)
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+        .filter(|n| n.starts_with("vs"))
+        .collect()
+}
+
+fn fetch(lab: &Lab, url: &str) -> String {
+    stdout(&lab.in_netns(&["curl", "-s", "-m", "2", url]))
+}
+
+#[test]
+fn user_networks_resolve_names_and_isolate() {
+    let lab = Lab::new("net-names");
+    lab.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.88.0.0/24",
+        "--gateway",
+        "10.88.0.1",
+        "blue",
+    ]);
+    let ls = lab.ok(&["network", "ls"]);
+    let header: Vec<&str> = ls
+        .lines()
+        .next()
+        .unwrap()
+        .split("   ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(header, ["NETWORK ID", "NAME", "DRIVER", "SCOPE"], "{ls}");
+    assert!(
+        ls.lines()
+            .any(|l| l.contains(" blue ") && l.contains("bridge") && l.ends_with("local")),
+        "{ls}"
+    );
+
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "alpha",
+        "--network",
+        "blue",
+        "--network-alias",
+        "db",
+        "--ip",
+        "10.88.0.50",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(
+        lab.ok(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.blue.IPAddress}}",
+            "alpha"
+        ]),
+        "10.88.0.50"
+    );
+    assert_eq!(
+        lab.ok(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.IPAddress}} {{.NetworkSettings.Gateway}}",
+            "alpha"
+        ]),
+        "10.88.0.50 10.88.0.1"
+    );
+    // /etc/hosts names the container's own address; resolv.conf points at the embedded DNS.
+    let hosts = lab.ok(&["exec", "alpha", "cat", "/etc/hosts"]);
+    assert!(hosts.lines().any(|l| l.starts_with("10.88.0.50\t")), "{hosts}");
+    assert_eq!(
+        lab.ok(&["exec", "alpha", "grep", "nameserver", "/etc/resolv.conf"]),
+        "nameserver 10.88.0.1"
+    );
+
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "beta",
+        "--network",
+        "blue",
+        "busybox",
+        "sh",
+        "-c",
+        "echo from-b > /tmp/i; exec httpd -f -p 80 -h /tmp",
+    ]);
+    let look = lab.ok(&["exec", "beta", "nslookup", "db"]);
+    assert!(look.contains("10.88.0.50"), "{look}");
+    lab.ok(&["exec", "beta", "ping", "-c1", "-W2", "alpha"]);
+    assert!(eventually(5, || stdout(&lab.shoal(&[
+        "exec",
+        "alpha",
+        "wget",
+        "-q",
+        "-O-",
+        "http://beta/i"
+    ])) == "from-b"));
+
+    // A container on another network reaches neither by name nor by address...
+    lab.ok(&["network", "create", "red"]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "gamma",
+        "--network",
+        "red",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(!lab
+        .shoal(&["exec", "gamma", "ping", "-c1", "-W1", "10.88.0.50"])
+        .status
+        .success());
+    assert!(!lab
+        .shoal(&["exec", "gamma", "nslookup", "alpha"])
+        .status
+        .success());
+    // ...until it is connected, while running.
+    lab.ok(&["network", "connect", "--alias", "cee", "blue", "gamma"]);
+    lab.ok(&["exec", "gamma", "ping", "-c1", "-W2", "alpha"]);
+    lab.ok(&["exec", "alpha", "ping", "-c1", "-W2", "cee"]);
+    let inspect = lab.ok(&["network", "inspect", "-f", "{{len .Containers}}", "blue"]);
+    assert_eq!(inspect, "3");
+    lab.ok(&["network", "disconnect", "blue", "gamma"]);
+    assert!(!lab
+        .shoal(&["exec", "gamma", "ping", "-c1", "-W1", "10.88.0.50"])
+        .status
+        .success());
+
+    // Removing a network in use fails; once its containers are gone nothing is left.
+    assert!(!lab.shoal(&["network", "rm", "blue"]).status.success());
+    lab.ok(&["rm", "-f", "alpha", "beta", "gamma"]);
+    assert_eq!(veths(&lab), Vec::<String>::new());
+    assert_eq!(lab.ok(&["network", "rm", "blue"]), "blue");
+    let pruned = lab.ok(&["network", "prune", "-f"]);
+    assert_eq!(pruned, "Deleted Networks:\nred");
+    assert!(!links(&lab).contains("br-"), "{}", links(&lab));
+    assert!(!lab.shoal(&["network", "rm", "bridge"]).status.success());
+}
+
+#[test]
+fn published_ports_default_bridge_and_cleanup() {
+    let lab = Lab::new("net-ports");
+    // The default network is Docker's `bridge`; resolv.conf is the host's there.
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "18081:80",
+        "-p",
+        "127.0.0.1:18082:80",
+        "--expose",
+        "81",
+        "-P",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /tmp/i; exec httpd -f -p 80 -h /tmp",
+    ]);
+    let nets = lab.ok(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{$v.Gateway}}{{end}}",
+        "web",
+    ]);
+    assert_eq!(nets, "bridge 172.30.0.1");
+    let ports = lab.ok(&["port", "web"]);
+    let lines: Vec<&str> = ports.lines().collect();
+    assert!(lines.contains(&"80/tcp -> 0.0.0.0:18081"), "{ports}");
+    assert!(lines.contains(&"80/tcp -> 127.0.0.1:18082"), "{ports}");
+    let free = lab.ok(&["port", "web", "81"]);
+    assert!(free.starts_with("0.0.0.0:") && free != "0.0.0.0:0", "{free}");
+    assert!(
+        eventually(5, || fetch(&lab, "http://127.0.0.1:18081/i") == "hi"),
+        "{}",
+        harness::tail(&lab.daemon_log(), 20)
+    );
+    assert_eq!(fetch(&lab, "http://127.0.0.1:18082/i"), "hi");
+    assert_eq!(fetch(&lab, "http://172.30.0.1:18081/i"), "hi");
+    assert!(lab
+        .ok(&["ps", "--format", "{{.Ports}}"])
+        .contains("0.0.0.0:18081->80/tcp"));
+
+    // A container that exits gives back its endpoint and ports.
+    lab.ok(&["run", "--name", "brief", "-p", "18090:80", "busybox", "true"]);
+    assert_eq!(veths(&lab).len(), 1, "{}", links(&lab));
+    assert_eq!(stdout(&lab.shoal(&["port", "brief"])), "");
+    lab.ok(&["rm", "brief"]);
+    // --network none and host get no endpoint.
+    assert_eq!(
+        lab.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "ls /sys/class/net | tr '\\n' ' '"
+        ]),
+        "lo"
+    );
+    lab.ok(&["rm", "-f", "web"]);
+    assert_eq!(veths(&lab), Vec::<String>::new());
+    assert!(fetch(&lab, "http://127.0.0.1:18081/i").is_empty());
+}
+
+#[test]
+fn daemon_restart_keeps_networks_addresses_and_ports() {
+    let mut lab = Lab::new("net-restart");
+    lab.ok(&["network", "create", "--subnet", "10.89.0.0/24", "green"]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        "green",
+        "-p",
+        "18083:80",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /tmp/i; exec httpd -f -p 80 -h /tmp",
+    ]);
+    let ip = lab.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "srv"]);
+    assert!(eventually(5, || fetch(&lab, "http://127.0.0.1:18083/i") == "kept"));
+
+    assert_eq!(lab.stop_daemon(), Some(0));
+    lab.start_daemon();
+    assert!(lab.ok(&["network", "ls"]).contains("green"));
+    assert_eq!(
+        lab.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "srv"]),
+        ip
+    );
+    assert_eq!(lab.ok(&["port", "srv"]), "80/tcp -> 0.0.0.0:18083");
+    assert!(eventually(5, || fetch(&lab, "http://127.0.0.1:18083/i") == "kept"));
+    // The address stays taken: a new container gets another one, and finds `s` by name.
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "tee",
+        "--network",
+        "green",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let ip2 = lab.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "tee"]);
+    assert_ne!(ip, ip2);
+    assert!(lab.ok(&["exec", "tee", "nslookup", "srv"]).contains(&ip));
+
+    lab.ok(&["rm", "-f", "srv", "tee"]);
+    assert_eq!(lab.stop_daemon(), Some(0));
+    assert_eq!(veths(&lab), Vec::<String>::new());
+    let routes = stdout(&lab.in_netns(&["ip", "route"]));
+    // Only the bridges' own subnets stay routed: no per-container route survives.
+    assert!(
+        routes
+            .lines()
+            .all(|l| l.contains("dev br-") || l.contains("dev shoal0")),
+        "{routes}"
+    );
+}
