@@ -15,7 +15,7 @@ use shoal::raft::{
     Body, ConfChange, Config, Entry, HardState, Index, Message, NodeId, Payload, Raft, Role, Snapshot,
     Stored, Term,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 pub const TICK: u64 = 10;
 const MAX_IDS: u64 = 9;
@@ -914,9 +914,4 @@ impl Process {
     fn raft_snapshot(&self) -> Option<Snapshot> {
         self.raft.snapshot().cloned()
     }
-}
-
-/// The set of node ids a run used (for reports).
-pub fn ids(sim: &Sim) -> BTreeSet<NodeId> {
-    sim.nodes.keys().copied().collect()
 }
