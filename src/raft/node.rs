@@ -456,7 +456,8 @@ impl Raft {
         Ok(())
     }
 
-    /// Everything the driver must do now. Call `advance` when done before the next `ready`.
+    /// Everything the driver must do now. Call `advance` when done; until then `ready` returns
+    /// an empty `Ready`, so nothing is handed out twice.
     pub fn ready(&mut self) -> Ready {
         if self.handed.is_some() {
             return Ready::default();
