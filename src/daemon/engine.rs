@@ -47,6 +47,8 @@ pub struct Slot {
     pub exits: u64,
     /// Number of starts seen since the daemon started (attach streams follow each run).
     pub starts: u64,
+    /// A removal has been claimed and is under way.
+    pub removing: bool,
     pub removed: bool,
 }
 
@@ -149,6 +151,7 @@ impl Engine {
                     rec,
                     exits: 0,
                     starts: 0,
+                    removing: false,
                     removed: false,
                 }),
                 changed: Condvar::new(),
@@ -298,6 +301,7 @@ impl Engine {
                 rec,
                 exits: 0,
                 starts: 0,
+                removing: false,
                 removed: false,
             }),
             changed: Condvar::new(),
@@ -627,10 +631,21 @@ impl Engine {
 
     /// `DELETE /containers/{id}`.
     pub fn remove(&self, reference: &str, force: bool) -> ApiResult<()> {
-        let entry = self.get(reference)?;
+        self.remove_entry(self.get(reference)?, force)
+    }
+
+    /// Remove one container. The first caller claims the removal (`removing`), so a user's
+    /// `rm -f` and the monitor's auto-remove of a `--rm` container never both delete it.
+    fn remove_entry(&self, entry: Arc<Entry>, force: bool) -> ApiResult<()> {
         {
             let mut slot = entry.lock();
-            if slot.rec.state.status == Status::Removing {
+            if slot.removing || slot.removed {
+                // Someone else (the auto-remove of a `--rm` container) is removing it: the
+                // outcome the caller asked for is on its way, so wait for it.
+                drop(slot);
+                if entry.wait_until(Some(Duration::from_secs(30)), |s| s.removed) {
+                    return Ok(());
+                }
                 return Err(ApiError::conflict(format!(
                     "removal of container {} is already in progress",
                     entry.id
@@ -646,19 +661,26 @@ impl Engine {
                 }
                 slot.rec.manually_stopped = true;
             }
+            slot.removing = true;
         }
         let active = entry.lock().rec.state.status.is_active();
         if active {
-            self.terminate(&entry, 9, 0)?;
+            if let Err(e) = self.terminate(&entry, 9, 0) {
+                entry.lock().removing = false;
+                return Err(e);
+            }
         }
-        {
-            let mut slot = entry.lock();
-            slot.rec.state.status = Status::Removing;
-        }
+        entry.lock().rec.state.status = Status::Removing;
         cleanup(&entry);
         self.release_network(&entry);
-        fs::remove_dir_all(&entry.dir)
-            .map_err(|e| ApiError::internal(format!("removing {}: {e}", entry.dir.display())))?;
+        match fs::remove_dir_all(&entry.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                entry.lock().removing = false;
+                return Err(ApiError::internal(format!("removing {}: {e}", entry.dir.display())));
+            }
+        }
         self.map().remove(&entry.id);
         entry.lock().removed = true;
         entry.notify();
