@@ -88,9 +88,18 @@ impl Entry {
         self.changed.notify_all();
     }
 
+    /// Save the record: atomic always; durable (fsynced) unless the container is `--rm`, whose
+    /// record is meant to vanish (start-up removes any left by a power cut).
     fn persist(&self, rec: &Record) -> ApiResult<()> {
-        atomic::write_json(&self.dir.join("container.json"), rec)
-            .map_err(|e| ApiError::internal(format!("saving state of container {}: {e}", self.id)))
+        let path = self.dir.join("container.json");
+        let result = if rec.host_config.auto_remove {
+            serde_json::to_vec(rec)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+                .and_then(|data| atomic::replace(&path, &data))
+        } else {
+            atomic::write_json(&path, rec)
+        };
+        result.map_err(|e| ApiError::internal(format!("saving state of container {}: {e}", self.id)))
     }
 }
 
@@ -197,6 +206,15 @@ impl Engine {
                 }
                 _ => {}
             }
+            if slot.rec.host_config.auto_remove {
+                // A `--rm` container that ended while the daemon was away (or before a power
+                // cut) is removed now, as it would have been.
+                drop(slot);
+                if let Err(e) = self.remove_entry(entry.clone(), true) {
+                    log::warn!("removing --rm container {}: {}", short(&entry.id), e.message);
+                }
+                continue;
+            }
             let policy = policy_of(&slot.rec);
             if policy.start_on_boot(&was, slot.rec.manually_stopped) {
                 log::info!(
@@ -282,7 +300,12 @@ impl Engine {
             }
         };
         let dir = self.config.root.join("containers").join(&id);
-        atomic::create_dir_all(&dir)?;
+        // A `--rm` container's directory need not survive a power cut (see `persist`).
+        if hc.auto_remove {
+            fs::create_dir_all(&dir)?;
+        } else {
+            atomic::create_dir_all(&dir)?;
+        }
         let rec = Record {
             id: id.clone(),
             name,
@@ -409,7 +432,8 @@ impl Engine {
         }
         let files = files?;
         for d in ["upper", "work"] {
-            atomic::create_dir_all(&entry.dir.join(d))?;
+            // Recreated at each start if lost: no fsync needed.
+            fs::create_dir_all(entry.dir.join(d))?;
         }
         let log = &hc.log_config.config;
         Ok(ContainerSpec {
