@@ -7,10 +7,14 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod daemon;
 pub mod image;
+pub mod raft;
+pub mod net;
 pub mod init;
 pub mod runtime;
 pub mod storage;
 pub mod sys;
 pub mod timefmt;
+pub mod wire;

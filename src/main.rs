@@ -25,6 +25,8 @@ fn main() -> ExitCode {
         Some("self-test") => shoal::init::selftest::main(&args[2..]),
         Some("daemon") => shoal::daemon::main(&args[2..]),
         Some("shim") => shoal::runtime::shim::main(&args[2..]),
+        // Hidden: one member of a replicated KV store, for end-to-end raft tests.
+        Some("raft-node") => shoal::cluster::node_main(&args[2..]),
         _ => shoal::cli::main(&args[1..]),
     };
     ExitCode::from(code.clamp(0, 255) as u8)

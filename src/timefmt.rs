@@ -29,6 +29,40 @@ pub fn format_nanos(nanos: i128) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{frac:09}Z")
 }
 
+/// Format Unix nanoseconds as Go's `time.RFC3339Nano` does: trailing zeros of the fraction
+/// dropped (and the fraction with them when zero). Image configs carry `created` this way;
+/// tools that re-encode a config (skopeo, docker) must reproduce the same bytes, or the image
+/// ID changes.
+pub fn format_go(nanos: i128) -> String {
+    let full = format_nanos(nanos);
+    let (head, frac) = full.split_at(19);
+    let frac = frac.trim_end_matches('Z').trim_end_matches('0');
+    if frac == "." {
+        format!("{head}Z")
+    } else {
+        format!("{head}{frac}Z")
+    }
+}
+
+/// Format a `SystemTime` as RFC 3339 with nanoseconds.
+pub fn format_system(t: SystemTime) -> String {
+    format_nanos(match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    })
+}
+
+/// Parse RFC 3339 into a `SystemTime` (instants before 1970 are refused).
+pub fn parse_system(s: &str) -> Option<SystemTime> {
+    let n = u64::try_from(parse(s)?).ok()?;
+    Some(UNIX_EPOCH + Duration::from_nanos(n))
+}
+
+/// Parse RFC 3339 into whole Unix seconds (the fraction dropped).
+pub fn parse_secs(s: &str) -> Option<i64> {
+    parse(s).map(|n| n.div_euclid(1_000_000_000) as i64)
+}
+
 /// Format Unix seconds as `2026-11-27T20:43:40Z`.
 pub fn format_secs(secs: i64) -> String {
     let (y, mo, d, h, mi, s) = civil(secs);
@@ -101,10 +135,16 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let n = rest.bytes().take_while(|c| c.is_ascii_digit() || *c == b'.').count();
+        let n = rest
+            .bytes()
+            .take_while(|c| c.is_ascii_digit() || *c == b'.')
+            .count();
         let value: f64 = rest[..n].parse().ok()?;
         rest = &rest[n..];
-        let u = rest.bytes().take_while(|c| c.is_ascii_alphabetic() || *c == 0xc2 || *c == 0xb5).count();
+        let u = rest
+            .bytes()
+            .take_while(|c| c.is_ascii_alphabetic() || *c == 0xc2 || *c == 0xb5)
+            .count();
         let scale = match &rest[..u] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -134,7 +174,14 @@ fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, (sod / 3600) as u32, (sod % 3600 / 60) as u32, (sod % 60) as u32)
+    (
+        y,
+        m,
+        d,
+        (sod / 3600) as u32,
+        (sod % 3600 / 60) as u32,
+        (sod % 60) as u32,
+    )
 }
 
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -155,7 +202,10 @@ mod tests {
     fn formats_known_instants() {
         assert_eq!(format_secs(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_secs(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(format_nanos(1_700_000_000_123_456_789), "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(
+            format_nanos(1_700_000_000_123_456_789),
+            "2023-11-14T22:13:20.123456789Z"
+        );
     }
 
     #[test]
@@ -163,7 +213,10 @@ mod tests {
         for n in [0i128, 1_700_000_000_123_456_789, 4_102_444_800_000_000_001] {
             assert_eq!(parse(&format_nanos(n)), Some(n));
         }
-        assert_eq!(parse("2023-11-14T23:13:20+01:00"), Some(1_700_000_000 * 1_000_000_000));
+        assert_eq!(
+            parse("2023-11-14T23:13:20+01:00"),
+            Some(1_700_000_000 * 1_000_000_000)
+        );
         assert_eq!(parse("2023-11-14T22:13:20.5Z"), Some(1_700_000_000_500_000_000));
         assert_eq!(parse("2023-13-14T22:13:20Z"), None);
         assert_eq!(parse("garbage"), None);
@@ -171,10 +224,22 @@ mod tests {
     }
 
     #[test]
+    fn go_format_trims_the_fraction() {
+        assert_eq!(format_go(1_700_000_000_120_000_000), "2023-11-14T22:13:20.12Z");
+        assert_eq!(format_go(1_700_000_000_000_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(parse_secs("2023-11-14T22:13:20.99Z"), Some(1_700_000_000));
+        let t = parse_system("2023-11-14T22:13:20.5Z").unwrap();
+        assert_eq!(format_system(t), "2023-11-14T22:13:20.500000000Z");
+    }
+
+    #[test]
     fn since_accepts_docker_forms() {
         let now = 1_000 * 1_000_000_000;
         assert_eq!(parse_since("10s", now), Some(990 * 1_000_000_000));
-        assert_eq!(parse_since("1h30m", 10_000 * 1_000_000_000), Some(4_600 * 1_000_000_000));
+        assert_eq!(
+            parse_since("1h30m", 10_000 * 1_000_000_000),
+            Some(4_600 * 1_000_000_000)
+        );
         assert_eq!(parse_since("12.5", now), Some(12_500_000_000));
         assert_eq!(parse_since("soon", now), None);
     }

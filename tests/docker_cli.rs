@@ -7,7 +7,10 @@ mod harness;
 use harness::{eventually, stderr, stdout, Lab};
 
 fn have_docker() -> bool {
-    std::process::Command::new("docker").arg("--version").output().is_ok_and(|o| o.status.success())
+    std::process::Command::new("docker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[test]
@@ -29,17 +32,33 @@ fn docker_cli_drives_shoal() {
         stdout(&out)
     };
 
-    let version = d(&["version", "--format", "{{.Server.Version}} {{.Server.APIVersion}}"]);
+    let version = d(&[
+        "version",
+        "--format",
+        "{{.Server.Version}} {{.Server.APIVersion}}",
+    ]);
     assert!(version.starts_with(env!("CARGO_PKG_VERSION")), "{version}");
 
     let images = d(&["images"]);
     assert!(images.contains("busybox"), "{images}");
 
-    assert_eq!(d(&["run", "--rm", "busybox", "echo", "hi from docker"]), "hi from docker");
+    assert_eq!(
+        d(&["run", "--rm", "busybox", "echo", "hi from docker"]),
+        "hi from docker"
+    );
     let out = lab.docker(&["run", "--rm", "busybox", "sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7));
 
-    let id = d(&["run", "-d", "--name", "svc", "busybox", "sh", "-c", "echo ready; exec sleep 1000"]);
+    let id = d(&[
+        "run",
+        "-d",
+        "--name",
+        "svc",
+        "busybox",
+        "sh",
+        "-c",
+        "echo ready; exec sleep 1000",
+    ]);
     assert_eq!(id.len(), 64);
     assert!(d(&["ps"]).contains("svc"));
     assert!(eventually(5, || stdout(&lab.docker(&["logs", "svc"])) == "ready"));

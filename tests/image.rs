@@ -844,3 +844,121 @@ fn docker_loads_our_save_and_we_load_docker_save() {
     drop(dockerd);
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn layer_keeps_devices_links_owners_modes_times_and_xattrs() {
+    let dir = lab("meta");
+    let store = ImageStore::open(&dir.join("image")).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let header = |kind: tar::EntryType, mode: u32, size: u64| {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_uid(1000);
+        h.set_gid(2000);
+        h.set_mtime(1_234_567_890);
+        h
+    };
+    b.append_data(&mut header(tar::EntryType::Directory, 0o750, 0), "d/", &b""[..])
+        .unwrap();
+    b.append_pax_extensions([
+        ("SCHILY.xattr.user.shoal", &b"kept"[..]),
+        ("SCHILY.xattr.trusted.overlay.redirect", &b"/etc"[..]),
+    ])
+    .unwrap();
+    b.append_data(
+        &mut header(tar::EntryType::Regular, 0o4755, 5),
+        "d/suid",
+        &b"hello"[..],
+    )
+    .unwrap();
+    let mut link = header(tar::EntryType::Link, 0o644, 0);
+    b.append_link(&mut link, "d/hard", "d/suid").unwrap();
+    let mut dev = header(tar::EntryType::Char, 0o620, 0);
+    dev.set_device_major(1).unwrap();
+    dev.set_device_minor(3).unwrap();
+    b.append_data(&mut dev, "d/null", &b""[..]).unwrap();
+    b.append_data(&mut header(tar::EntryType::Fifo, 0o600, 0), "d/fifo", &b""[..])
+        .unwrap();
+    let mut sym = header(tar::EntryType::Symlink, 0o777, 0);
+    b.append_link(&mut sym, "d/sym", "../../../../etc/shadow")
+        .unwrap();
+    let layer = b.into_inner().unwrap();
+    let id = store.import(&layer[..], None, &[], "").unwrap();
+    let fs_dir = store.layer_dirs(&store.resolve(&id).unwrap())[0].clone();
+
+    let d = fs::metadata(fs_dir.join("d")).unwrap();
+    assert_eq!(
+        (d.mode() & 0o7777, d.uid(), d.gid(), d.mtime()),
+        (0o750, 1000, 2000, 1_234_567_890)
+    );
+    let f = fs::metadata(fs_dir.join("d/suid")).unwrap();
+    assert_eq!(
+        (f.mode() & 0o7777, f.uid(), f.gid(), f.mtime()),
+        (0o4755, 1000, 2000, 1_234_567_890)
+    );
+    assert_eq!(f.nlink(), 2);
+    assert_eq!(fs::metadata(fs_dir.join("d/hard")).unwrap().ino(), f.ino());
+    let null = fs::metadata(fs_dir.join("d/null")).unwrap();
+    assert!(null.file_type().is_char_device());
+    assert_eq!((null.rdev(), null.mode() & 0o7777), (libc::makedev(1, 3), 0o620));
+    assert!(fs::metadata(fs_dir.join("d/fifo")).unwrap().file_type().is_fifo());
+    // A symlink pointing "outside" is stored as is: it is only ever resolved inside a container.
+    assert_eq!(
+        fs::read_link(fs_dir.join("d/sym")).unwrap(),
+        Path::new("../../../../etc/shadow")
+    );
+    let sym = fs::symlink_metadata(fs_dir.join("d/sym")).unwrap();
+    assert_eq!((sym.uid(), sym.mtime()), (1000, 1_234_567_890));
+    let xattr = |name: &str| {
+        let mut buf = [0u8; 64];
+        rustix::fs::lgetxattr(fs_dir.join("d/suid"), name, &mut buf[..]).map(|n| buf[..n].to_vec())
+    };
+    assert_eq!(xattr("user.shoal").unwrap(), b"kept");
+    assert!(
+        xattr("trusted.overlay.redirect").is_err(),
+        "overlay xattrs from an image must be dropped"
+    );
+
+    // And the byte-exact tar comes back out through save.
+    let mut saved = Vec::new();
+    store.save(std::slice::from_ref(&id), &mut saved).unwrap();
+    let other = ImageStore::open(&dir.join("other")).unwrap();
+    assert_eq!(
+        other.load(&saved[..]).unwrap(),
+        vec![format!("Loaded image ID: {id}")]
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn concurrent_imports_of_one_layer_share_it() {
+    let dir = lab("concurrent");
+    let store = ImageStore::open(&dir.join("image")).unwrap();
+    let layer = tar_of(&[E::Dir("x/"), E::File("x/big", &vec![9u8; 1 << 20])]);
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let (store, layer) = (&store, &layer);
+                s.spawn(move || {
+                    store
+                        .import(&layer[..], Some(&format!("c:{i}")), &[format!("ENV I={i}")], "")
+                        .unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(store.list().len(), 4);
+    assert_eq!(
+        dir_names(&dir.join("image/layers")),
+        vec![diff_id(&layer)[7..].to_string()]
+    );
+    assert!(dir_names(&dir.join("image/tmp")).is_empty());
+    for id in &ids {
+        store.remove(id, false).unwrap();
+    }
+    assert!(dir_names(&dir.join("image/layers")).is_empty());
+    fs::remove_dir_all(&dir).unwrap();
+}

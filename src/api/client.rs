@@ -140,16 +140,44 @@ pub struct Hijacked {
 
 /// A request already sent whose response has not been read yet.
 pub struct Pending {
-    conn: UnixStream,
+    reader: BufReader<UnixStream>,
     method: String,
+    head: Option<Head>,
 }
 
 impl Pending {
+    /// Wait up to `timeout` for the response head. A daemon that follows docker answers the
+    /// head of `/wait` once the wait is registered; one that answers only at the end is
+    /// given `timeout` to register it. An early error answer is returned here.
+    pub fn wait_registered(&mut self, timeout: std::time::Duration) -> Result<(), ClientError> {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let ready = {
+            let fd = self.reader.get_ref();
+            let mut fds = [PollFd::new(fd, PollFlags::IN)];
+            let t = Timespec {
+                tv_sec: timeout.as_secs() as _,
+                tv_nsec: timeout.subsec_nanos() as _,
+            };
+            poll(&mut fds, Some(&t)).map_err(io::Error::from)? > 0
+        };
+        if ready {
+            let head = read_head(&mut self.reader)?;
+            if head.status >= 400 {
+                let body = body_reader(&self.method, &head, &mut self.reader)?;
+                return Err(api_error(head.status, body));
+            }
+            self.head = Some(head);
+        }
+        Ok(())
+    }
+
     /// Block until the whole response is there.
-    pub fn finish(self) -> Result<Response, ClientError> {
-        let mut reader = BufReader::new(self.conn);
-        let head = read_head(&mut reader)?;
-        let mut body = body_reader(&self.method, &head, reader)?;
+    pub fn finish(mut self) -> Result<Response, ClientError> {
+        let head = match self.head.take() {
+            Some(h) => h,
+            None => read_head(&mut self.reader)?,
+        };
+        let mut body = body_reader(&self.method, &head, self.reader)?;
         if head.status >= 400 {
             return Err(api_error(head.status, body));
         }
@@ -241,8 +269,9 @@ impl Client {
         };
         write_request(&mut conn, method, path, body, &[("Connection", "close")])?;
         Ok(Pending {
-            conn,
+            reader: BufReader::new(conn),
             method: method.to_string(),
+            head: None,
         })
     }
 
@@ -734,6 +763,29 @@ mod tests {
             );
             assert_eq!(got[3].payload, b"bye");
             assert_eq!(d.pending(), 0);
+        }
+    }
+
+    /// Random bytes never panic the demuxer, the chunked decoder or the head parser.
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut seed: u64 = 0xdeadbeefcafef00d;
+        for round in 0..5_000 {
+            let mut bytes = Vec::new();
+            for _ in 0..(round % 64) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                // Bias towards the bytes these formats care about.
+                let pick = b"0123456789abcdefHTTP/1. \r\n:;\x00\x01\x02\x03\xff";
+                bytes.push(pick[(seed % pick.len() as u64) as usize]);
+            }
+            let mut d = Demuxer::new();
+            d.push(&bytes);
+            while let Ok(Some(_)) = d.next_frame() {}
+            let mut sink = Vec::new();
+            let _ = ChunkedReader::new(Cursor::new(&bytes[..])).read_to_end(&mut sink);
+            let _ = read_head(&mut Cursor::new(&bytes[..]));
         }
     }
 

@@ -26,7 +26,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into() }
+        ApiError {
+            status,
+            message: message.into(),
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, message)
@@ -108,7 +111,10 @@ pub fn serve_connection(stream: UnixStream, handle: &dyn Fn(&mut ApiRequest)) {
             Ok(req) => req,
             Err(e) => {
                 let mut w = &writer;
-                let _ = write!(w, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = write!(
+                    w,
+                    "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
                 log::debug!("bad request: {e}");
                 return;
             }
@@ -139,7 +145,10 @@ fn read_head(r: &mut BufReader<UnixStream>) -> io::Result<Option<Head>> {
     let mut headers = Vec::new();
     loop {
         line.clear();
-        let n = r.by_ref().take((MAX_HEAD - total + 1) as u64).read_until(b'\n', &mut line)?;
+        let n = r
+            .by_ref()
+            .take((MAX_HEAD - total + 1) as u64)
+            .read_until(b'\n', &mut line)?;
         if n == 0 {
             if total == 0 {
                 return Ok(None);
@@ -165,11 +174,14 @@ fn read_head(r: &mut BufReader<UnixStream>) -> io::Result<Option<Head>> {
         if headers.len() >= MAX_HEADERS {
             return Err(bad("more than 100 request headers"));
         }
-        let (k, v) = text.split_once(':').ok_or_else(|| bad(&format!("malformed header line {text:?}")))?;
+        let (k, v) = text
+            .split_once(':')
+            .ok_or_else(|| bad(&format!("malformed header line {text:?}")))?;
         headers.push((k.trim().to_string(), v.trim().to_string()));
     }
     let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(bad(&format!("malformed request line {request_line:?}")));
     };
@@ -191,13 +203,20 @@ fn bad(msg: &str) -> io::Error {
 impl ApiRequest {
     fn new(head: Head, reader: BufReader<UnixStream>, writer: UnixStream) -> io::Result<Self> {
         let (path, query) = split_url(&head.target);
-        let find = |name: &str| head.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+        let find = |name: &str| {
+            head.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        };
         let chunked = find("Transfer-Encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
         let body = if chunked {
             BodyState::Chunked(0)
         } else {
             match find("Content-Length") {
-                Some(v) => BodyState::Length(v.parse().map_err(|_| bad(&format!("bad Content-Length {v:?}")))?),
+                Some(v) => {
+                    BodyState::Length(v.parse().map_err(|_| bad(&format!("bad Content-Length {v:?}")))?)
+                }
                 None => BodyState::Done,
             }
         };
@@ -226,7 +245,10 @@ impl ApiRequest {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The JSON body; an empty body parses as `T::default()`.
@@ -273,7 +295,12 @@ impl ApiRequest {
 
     pub fn respond_error(&mut self, err: &ApiError) {
         let status = err.status;
-        self.respond_json(status, &ErrorBody { message: err.message.clone() });
+        self.respond_json(
+            status,
+            &ErrorBody {
+                message: err.message.clone(),
+            },
+        );
     }
 
     /// Answer with a complete body. Extra headers Docker clients read come with every answer.
@@ -312,7 +339,10 @@ impl ApiRequest {
             common_headers()
         );
         self.writer.write_all(head.as_bytes())?;
-        Ok(ChunkedWriter { inner: self.writer.try_clone()?, finished: false })
+        Ok(ChunkedWriter {
+            inner: self.writer.try_clone()?,
+            finished: false,
+        })
     }
 
     /// Answer 101 and hand over the connection's two halves (attach, exec start). Bytes the
@@ -329,10 +359,16 @@ impl ApiRequest {
             )
         } else {
             // Old clients without Upgrade get a 200 and the raw stream after it.
-            format!("HTTP/1.1 200 OK\r\n{}Content-Type: {content_type}\r\n\r\n", common_headers())
+            format!(
+                "HTTP/1.1 200 OK\r\n{}Content-Type: {content_type}\r\n\r\n",
+                common_headers()
+            )
         };
         self.writer.write_all(head.as_bytes())?;
-        let reader = self.reader.take().ok_or_else(|| bad("connection already handed over"))?;
+        let reader = self
+            .reader
+            .take()
+            .ok_or_else(|| bad("connection already handed over"))?;
         Ok((reader, self.writer.try_clone()?))
     }
 }
@@ -340,7 +376,9 @@ impl ApiRequest {
 /// The request body, decoded (Content-Length or chunked).
 impl Read for ApiRequest {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(r) = self.reader.as_mut() else { return Ok(0) };
+        let Some(r) = self.reader.as_mut() else {
+            return Ok(0);
+        };
         loop {
             match self.body {
                 BodyState::Done => return Ok(0),
@@ -353,7 +391,10 @@ impl Read for ApiRequest {
                     let n = r.read(&mut buf[..max])?;
                     if n == 0 {
                         self.reusable = false;
-                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "request body cut short"));
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "request body cut short",
+                        ));
                     }
                     self.body = BodyState::Length(left - n as u64);
                     return Ok(n);
@@ -378,7 +419,10 @@ impl Read for ApiRequest {
                     let n = r.read(&mut buf[..max])?;
                     if n == 0 {
                         self.reusable = false;
-                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "chunked body cut short"));
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "chunked body cut short",
+                        ));
                     }
                     let left = left - n as u64;
                     if left == 0 {
@@ -399,7 +443,12 @@ impl Read for ApiRequest {
 fn read_chunk_size(r: &mut BufReader<UnixStream>) -> io::Result<u64> {
     let mut line = String::new();
     r.by_ref().take(1024).read_line(&mut line)?;
-    let hex = line.trim_end_matches(['\r', '\n']).split(';').next().unwrap_or("").trim();
+    let hex = line
+        .trim_end_matches(['\r', '\n'])
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
     u64::from_str_radix(hex, 16).map_err(|_| bad(&format!("bad chunk size line {line:?}")))
 }
 
@@ -502,7 +551,9 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -588,7 +639,10 @@ mod tests {
         let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(70 * 1024));
         assert!(exchange(huge.as_bytes()).starts_with("HTTP/1.1 400"));
         let out = exchange(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
-        assert!(out.starts_with("HTTP/1.1 500") || out.starts_with("HTTP/1.1 400"), "{out}");
+        assert!(
+            out.starts_with("HTTP/1.1 500") || out.starts_with("HTTP/1.1 400"),
+            "{out}"
+        );
     }
 
     #[test]

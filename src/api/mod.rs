@@ -54,7 +54,8 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o117));
     let listener = UnixListener::bind(path);
     rustix::process::umask(old);
-    let listener = listener.map_err(|e| io::Error::new(e.kind(), format!("binding {}: {e}", path.display())))?;
+    let listener =
+        listener.map_err(|e| io::Error::new(e.kind(), format!("binding {}: {e}", path.display())))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
     Ok(listener)
 }
@@ -76,10 +77,13 @@ pub fn serve(engine: Arc<Engine>, listener: UnixListener) {
         }
         active.fetch_add(1, Ordering::Relaxed);
         let (engine, active2) = (engine.clone(), active.clone());
-        let spawned = std::thread::Builder::new().name("api".into()).stack_size(2 << 20).spawn(move || {
-            http::serve_connection(conn, &|req| routes::handle(&engine, req));
-            active2.fetch_sub(1, Ordering::Relaxed);
-        });
+        let spawned = std::thread::Builder::new()
+            .name("api".into())
+            .stack_size(2 << 20)
+            .spawn(move || {
+                http::serve_connection(conn, &|req| routes::handle(&engine, req));
+                active2.fetch_sub(1, Ordering::Relaxed);
+            });
         if let Err(e) = spawned {
             active.fetch_sub(1, Ordering::Relaxed);
             log::error!("cannot start an API thread: {e}");

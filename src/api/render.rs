@@ -10,7 +10,9 @@ use crate::timefmt;
 /// `Up 3 seconds`, `Exited (0) 5 minutes ago`, `Created`: the STATUS column of `docker ps`.
 pub fn status_line(rec: &Record, now_nanos: i128) -> String {
     let since = |t: &str| {
-        timefmt::parse(t).map(|t| human_duration(((now_nanos - t).max(0) / 1_000_000_000) as u64)).unwrap_or_default()
+        timefmt::parse(t)
+            .map(|t| human_duration(((now_nanos - t).max(0) / 1_000_000_000) as u64))
+            .unwrap_or_default()
     };
     let st = &rec.state;
     match st.status {
@@ -130,7 +132,9 @@ pub fn inspect(rec: &Record, dir: &std::path::Path) -> Value {
 
 /// The `filters` parameter: `{"status":["running"]}` or the older `{"status":{"running":true}}`.
 pub fn parse_filters(raw: Option<&str>) -> Result<BTreeMap<String, Vec<String>>, String> {
-    let Some(raw) = raw.filter(|r| !r.is_empty()) else { return Ok(BTreeMap::new()) };
+    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+        return Ok(BTreeMap::new());
+    };
     let v: Value = serde_json::from_str(raw).map_err(|e| format!("invalid filter: {e}"))?;
     let obj = v.as_object().ok_or("invalid filter: not a JSON object")?;
     let mut out = BTreeMap::new();
@@ -161,10 +165,13 @@ pub fn matches(rec: &Record, filters: &BTreeMap<String, Vec<String>>) -> Result<
                 }
                 values.iter().any(|v| v == rec.state.status.as_str())
             }
-            "name" => values.iter().any(|v| rec.name.contains(v.trim_start_matches('/'))),
+            "name" => values
+                .iter()
+                .any(|v| rec.name.contains(v.trim_start_matches('/'))),
             "id" => values.iter().any(|v| rec.id.starts_with(v.as_str())),
             "exited" => {
-                rec.state.status == Status::Exited && values.iter().any(|v| v.parse() == Ok(rec.state.exit_code))
+                rec.state.status == Status::Exited
+                    && values.iter().any(|v| v.parse() == Ok(rec.state.exit_code))
             }
             "label" => values.iter().any(|v| {
                 let labels = rec.config.labels.clone().unwrap_or_default();
@@ -177,7 +184,10 @@ pub fn matches(rec: &Record, filters: &BTreeMap<String, Vec<String>>) -> Result<
                 rec.image_ref == *v
                     || rec.image_ref == format!("{v}:latest")
                     || rec.image_id == *v
-                    || rec.image_id.trim_start_matches("sha256:").starts_with(v.trim_start_matches("sha256:"))
+                    || rec
+                        .image_id
+                        .trim_start_matches("sha256:")
+                        .starts_with(v.trim_start_matches("sha256:"))
             }),
             "health" | "network" | "volume" | "publish" | "expose" | "is-task" | "since" | "before" => true,
             other => return Err(format!("invalid filter '{other}'")),
@@ -208,7 +218,10 @@ mod tests {
     #[test]
     fn filters_parse_both_shapes_and_match() {
         let f = parse_filters(Some(r#"{"status":{"exited":true},"name":["web"]}"#)).unwrap();
-        let mut rec = Record { name: "my-web".into(), ..Default::default() };
+        let mut rec = Record {
+            name: "my-web".into(),
+            ..Default::default()
+        };
         rec.state.status = Status::Exited;
         assert!(matches(&rec, &f).unwrap());
         rec.name = "db".into();

@@ -113,7 +113,11 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
             let mut w = req.stream("application/json")?;
             let body = match engine.wait(id, condition) {
                 Ok((code, err)) => {
-                    let error = if err.is_empty() { json!(null) } else { json!({ "Message": err }) };
+                    let error = if err.is_empty() {
+                        json!(null)
+                    } else {
+                        json!({ "Message": err })
+                    };
                     json!({ "StatusCode": code, "Error": error })
                 }
                 Err(e) => json!({ "StatusCode": -1, "Error": { "Message": e.message } }),
@@ -128,7 +132,10 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
             Ok(())
         }
         ("POST", ["containers", id, "resize"]) => {
-            let (h, w) = (int_param(req, "h")?.unwrap_or(0), int_param(req, "w")?.unwrap_or(0));
+            let (h, w) = (
+                int_param(req, "h")?.unwrap_or(0),
+                int_param(req, "w")?.unwrap_or(0),
+            );
             streams::resize_container(engine, id, h as u16, w as u16)?;
             req.respond_empty(200);
             Ok(())
@@ -151,7 +158,11 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
             let loaded = engine.images.load(&mut *req).map_err(image_error)?;
             let mut w = req.stream("application/json")?;
             for line in loaded {
-                let msg = if quiet { json!({ "stream": format!("{line}\n") }) } else { json!({ "stream": format!("{line}\n") }) };
+                let msg = if quiet {
+                    json!({ "stream": format!("{line}\n") })
+                } else {
+                    json!({ "stream": format!("{line}\n") })
+                };
                 let _ = std::io::Write::write_all(&mut w, format!("{msg}\n").as_bytes());
             }
             Ok(())
@@ -174,7 +185,8 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
             let image = engine.images.resolve(&name).map_err(image_error)?;
             let users = engine.image_users(&image.id);
             if !users.is_empty() && !force {
-                let is_only_ref = image.repo_tags.len() <= 1 || name.starts_with("sha256:") || image.id.contains(&name);
+                let is_only_ref =
+                    image.repo_tags.len() <= 1 || name.starts_with("sha256:") || image.id.contains(&name);
                 if is_only_ref {
                     return Err(ApiError::conflict(format!(
                         "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}",
@@ -210,7 +222,9 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
             let name = image_name(&segs[1..segs.len() - 1], None)?;
             let repo = req.q("repo").unwrap_or("").to_string();
             if repo.is_empty() {
-                return Err(ApiError::bad_request("repository name must have at least one component"));
+                return Err(ApiError::bad_request(
+                    "repository name must have at least one component",
+                ));
             }
             let target = match req.q("tag").filter(|t| !t.is_empty()) {
                 Some(t) => format!("{repo}:{t}"),
@@ -236,11 +250,16 @@ fn import_image(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
     match req.q("fromSrc") {
         Some("-") => {}
         Some(other) => {
-            return Err(ApiError::bad_request(format!("importing from {other:?} is not supported; send the tar as the body")))
+            return Err(ApiError::bad_request(format!(
+                "importing from {other:?} is not supported; send the tar as the body"
+            )))
         }
         None => return Err(ApiError::bad_request("either fromSrc or fromImage must be given")),
     }
-    let reference = match (req.q("repo").filter(|r| !r.is_empty()), req.q("tag").filter(|t| !t.is_empty())) {
+    let reference = match (
+        req.q("repo").filter(|r| !r.is_empty()),
+        req.q("tag").filter(|t| !t.is_empty()),
+    ) {
         (Some(r), Some(t)) => Some(format!("{r}:{t}")),
         (Some(r), None) => Some(r.to_string()),
         _ => None,
@@ -248,10 +267,18 @@ fn import_image(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
     let changes: Vec<String> = req
         .query
         .get("changes")
-        .map(|c| c.split('\n').filter(|l| !l.trim().is_empty()).map(String::from).collect())
+        .map(|c| {
+            c.split('\n')
+                .filter(|l| !l.trim().is_empty())
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default();
     let message = req.q("message").unwrap_or("").to_string();
-    let id = engine.images.import(&mut *req, reference.as_deref(), &changes, &message).map_err(image_error)?;
+    let id = engine
+        .images
+        .import(&mut *req, reference.as_deref(), &changes, &message)
+        .map_err(image_error)?;
     let mut w = req.stream("application/json")?;
     let _ = std::io::Write::write_all(&mut w, format!("{}\n", json!({ "status": id })).as_bytes());
     Ok(())
@@ -334,7 +361,7 @@ fn info(engine: &Arc<Engine>) -> serde_json::Value {
         }
     }
     let uts = rustix::system::uname();
-    let mem = rustix::system::sysinfo().totalram as u64 * rustix::system::sysinfo().mem_unit as u64;
+    let mem = super::streams::host_memory();
     json!({
         "ID": "",
         "Containers": entries.len(),

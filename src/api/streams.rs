@@ -100,19 +100,30 @@ pub fn logs(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult<(
     let entry = engine.get(id)?;
     let want = (req.flag("stdout"), req.flag("stderr"));
     if !want.0 && !want.1 {
-        return Err(ApiError::bad_request("Bad parameters: you must choose at least one stream"));
+        return Err(ApiError::bad_request(
+            "Bad parameters: you must choose at least one stream",
+        ));
     }
     let now = timefmt::now_nanos();
     let since = match req.q("since").filter(|s| !s.is_empty() && *s != "0") {
-        Some(s) => Some(timefmt::parse_since(s, now).ok_or_else(|| ApiError::bad_request(format!("invalid since: {s:?}")))?),
+        Some(s) => Some(
+            timefmt::parse_since(s, now)
+                .ok_or_else(|| ApiError::bad_request(format!("invalid since: {s:?}")))?,
+        ),
         None => None,
     };
     let until = match req.q("until").filter(|s| !s.is_empty() && *s != "0") {
-        Some(s) => Some(timefmt::parse_since(s, now).ok_or_else(|| ApiError::bad_request(format!("invalid until: {s:?}")))?),
+        Some(s) => Some(
+            timefmt::parse_since(s, now)
+                .ok_or_else(|| ApiError::bad_request(format!("invalid until: {s:?}")))?,
+        ),
         None => None,
     };
     let tail = match req.q("tail").filter(|t| !t.is_empty() && *t != "all") {
-        Some(t) => Some(t.parse::<usize>().map_err(|_| ApiError::bad_request(format!("invalid tail: {t:?}")))?),
+        Some(t) => Some(
+            t.parse::<usize>()
+                .map_err(|_| ApiError::bad_request(format!("invalid tail: {t:?}")))?,
+        ),
         None => None,
     };
     let follow = req.flag("follow") && until.is_none();
@@ -129,7 +140,15 @@ pub fn logs(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult<(
         return Ok(());
     }
     if active {
-        follow_until_exit(&entry, exits0, Follower::new(&entry.dir, pos), &mut w, tty, ts, want);
+        follow_until_exit(
+            &entry,
+            exits0,
+            Follower::new(&entry.dir, pos),
+            &mut w,
+            tty,
+            ts,
+            want,
+        );
     }
     Ok(())
 }
@@ -144,8 +163,12 @@ pub fn attach(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult
     };
     let want = (req.flag("stdout"), req.flag("stderr"));
     let stdin = req.flag("stdin");
-    let keys = super::detach::parse_keys(req.q("detachKeys").filter(|k| !k.is_empty()).unwrap_or("ctrl-p,ctrl-q"))
-        .map_err(ApiError::bad_request)?;
+    let keys = super::detach::parse_keys(
+        req.q("detachKeys")
+            .filter(|k| !k.is_empty())
+            .unwrap_or("ctrl-p,ctrl-q"),
+    )
+    .map_err(ApiError::bad_request)?;
     let follower = Follower::at_end(&entry.dir);
     let (reader, mut writer) = req.hijack(if tty { RAW } else { MUX })?;
     if stdin {
@@ -202,7 +225,11 @@ fn pump_stdin(entry: &Entry, mut reader: BufReader<UnixStream>, keys: Vec<u8>) -
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 // Detach keys only mean something on a terminal, as in docker.
-                let (data, detached) = if tty { scanner.feed(&buf[..n]) } else { (buf[..n].to_vec(), false) };
+                let (data, detached) = if tty {
+                    scanner.feed(&buf[..n])
+                } else {
+                    (buf[..n].to_vec(), false)
+                };
                 if !data.is_empty() && att.write_stdin(&data).is_err() {
                     return false;
                 }
@@ -223,7 +250,10 @@ fn pump_stdin(entry: &Entry, mut reader: BufReader<UnixStream>, keys: Vec<u8>) -
 pub fn resize_container(engine: &Arc<Engine>, id: &str, h: u16, w: u16) -> ApiResult<()> {
     let entry = engine.get(id)?;
     if !entry.lock().rec.state.status.is_active() {
-        return Err(ApiError::conflict(format!("Container {} is not running", entry.id)));
+        return Err(ApiError::conflict(format!(
+            "Container {} is not running",
+            entry.id
+        )));
     }
     runtime::resize(&entry.dir, h, w).map_err(|e| ApiError::internal(format!("resizing {}: {e}", entry.id)))
 }
@@ -232,13 +262,27 @@ pub fn resize_container(engine: &Arc<Engine>, id: &str, h: u16, w: u16) -> ApiRe
 pub fn top(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult<()> {
     let entry = engine.get(id)?;
     if !entry.lock().rec.state.status.is_active() {
-        return Err(ApiError::conflict(format!("Container {} is not running", entry.id)));
+        return Err(ApiError::conflict(format!(
+            "Container {} is not running",
+            entry.id
+        )));
     }
     let rows = runtime::top(&entry.dir)?;
     let titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"];
     let procs: Vec<Vec<String>> = rows
         .into_iter()
-        .map(|r| vec![r.uid, r.pid.to_string(), r.ppid.to_string(), r.c.to_string(), r.stime, r.tty, r.time, r.cmd])
+        .map(|r| {
+            vec![
+                r.uid,
+                r.pid.to_string(),
+                r.ppid.to_string(),
+                r.c.to_string(),
+                r.stime,
+                r.tty,
+                r.time,
+                r.cmd,
+            ]
+        })
         .collect();
     req.respond_json(200, &json!({ "Titles": titles, "Processes": procs }));
     Ok(())
@@ -253,7 +297,11 @@ pub fn stats(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult<
             let s = entry.lock();
             (s.rec.name.clone(), s.rec.state.status.is_active())
         };
-        let st = if running { runtime::stats(&entry.dir).ok() } else { None };
+        let st = if running {
+            runtime::stats(&entry.dir).ok()
+        } else {
+            None
+        };
         let st = st.unwrap_or_default();
         json!({
             "read": timefmt::now(),
@@ -267,7 +315,8 @@ pub fn stats(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult<
                 "online_cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             },
             "precpu_stats": prev.get("cpu_stats").cloned().unwrap_or(json!({ "cpu_usage": { "total_usage": 0 } })),
-            "memory_stats": { "usage": st.memory_usage, "limit": st.memory_limit, "stats": {} },
+            // No limit: docker reports the machine's memory, so percentages stay meaningful.
+            "memory_stats": { "usage": st.memory_usage, "limit": if st.memory_limit == 0 { host_memory() } else { st.memory_limit }, "stats": {} },
             "networks": {},
         })
     };
@@ -291,13 +340,24 @@ pub fn stats(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult<
     }
 }
 
+/// The machine's memory in bytes.
+pub fn host_memory() -> u64 {
+    let info = rustix::system::sysinfo();
+    info.totalram as u64 * u64::from(info.mem_unit)
+}
+
 /// Total CPU time of the machine in nanoseconds, from /proc/stat (what docker reports).
 fn system_cpu_ns() -> u64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let ticks: u64 = stat
         .lines()
         .next()
-        .map(|l| l.split_whitespace().skip(1).filter_map(|v| v.parse::<u64>().ok()).sum())
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum()
+        })
         .unwrap_or(0);
     // USER_HZ is 100 on every Linux ABI shoal targets.
     ticks * 10_000_000
@@ -329,7 +389,10 @@ pub fn exec_create(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiR
         return Err(ApiError::bad_request("No exec command specified"));
     }
     if entry.lock().rec.state.status.as_str() != "running" {
-        return Err(ApiError::conflict(format!("Container {} is not running", entry.id)));
+        return Err(ApiError::conflict(format!(
+            "Container {} is not running",
+            entry.id
+        )));
     }
     let exec_id = crate::daemon::names::new_id()?;
     let mut map = lock_execs();
@@ -339,7 +402,14 @@ pub fn exec_create(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiR
     }
     map.insert(
         exec_id.clone(),
-        Exec { container: entry.id.clone(), config, running: false, exit_code: None, pid: 0, started: false },
+        Exec {
+            container: entry.id.clone(),
+            config,
+            running: false,
+            exit_code: None,
+            pid: 0,
+            started: false,
+        },
     );
     req.respond_json(201, &json!({ "Id": exec_id }));
     Ok(())
@@ -347,7 +417,9 @@ pub fn exec_create(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiR
 
 pub fn exec_inspect(req: &mut ApiRequest, id: &str) -> ApiResult<()> {
     let map = lock_execs();
-    let e = map.get(id).ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))?;
+    let e = map
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))?;
     let v = json!({
         "ID": id,
         "Running": e.running,
@@ -377,7 +449,9 @@ pub fn exec_resize(req: &mut ApiRequest, id: &str) -> ApiResult<()> {
     let w = req.q("w").and_then(|v| v.parse().ok()).unwrap_or(0);
     let pid = {
         let map = lock_execs();
-        map.get(id).ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))?.pid
+        map.get(id)
+            .ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))?
+            .pid
     };
     if let Some(pty) = procs().lock().unwrap_or_else(|p| p.into_inner()).get(&pid) {
         let _ = crate::sys::set_winsize(std::os::fd::AsRawFd::as_raw_fd(pty), h, w);
@@ -402,9 +476,13 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
     let start: ExecStart = req.json(1 << 20)?;
     let (container, config) = {
         let mut map = lock_execs();
-        let e = map.get_mut(id).ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))?;
+        let e = map
+            .get_mut(id)
+            .ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))?;
         if e.started {
-            return Err(ApiError::conflict(format!("Error: Exec command {id} has already run")));
+            return Err(ApiError::conflict(format!(
+                "Error: Exec command {id} has already run"
+            )));
         }
         e.started = true;
         (e.container.clone(), e.config.clone())
@@ -413,7 +491,10 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
     let (env, user, cwd) = {
         let s = entry.lock();
         if s.rec.state.status.as_str() != "running" {
-            return Err(ApiError::conflict(format!("Container {} is not running", entry.id)));
+            return Err(ApiError::conflict(format!(
+                "Container {} is not running",
+                entry.id
+            )));
         }
         let mut env = s.rec.config.env.clone().unwrap_or_default();
         for kv in config.env.clone().unwrap_or_default() {
@@ -421,8 +502,16 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
             env.retain(|e| e.split('=').next() != Some(key.as_str()));
             env.push(kv);
         }
-        let user = if config.user.is_empty() { s.rec.config.user.clone() } else { config.user.clone() };
-        let cwd = if config.working_dir.is_empty() { s.rec.config.working_dir.clone() } else { config.working_dir.clone() };
+        let user = if config.user.is_empty() {
+            s.rec.config.user.clone()
+        } else {
+            config.user.clone()
+        };
+        let cwd = if config.working_dir.is_empty() {
+            s.rec.config.working_dir.clone()
+        } else {
+            config.working_dir.clone()
+        };
         (env, user, cwd)
     };
     let tty = config.tty || start.tty;
@@ -441,7 +530,10 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
         Ok(p) => p,
         Err(e) => {
             set_exec(id, |x| x.exit_code = Some(e.code()));
-            return Err(ApiError::new(if e.code() == 125 { 500 } else { 400 }, e.to_string()));
+            return Err(ApiError::new(
+                if e.code() == 125 { 500 } else { 400 },
+                e.to_string(),
+            ));
         }
     };
     let pid = proc.pid;
@@ -450,7 +542,12 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
         x.pid = pid;
     });
     if let Some(pty) = proc.pty.as_ref().and_then(|p| p.try_clone().ok()) {
-        if let Some((h, w)) = config.console_size.as_ref().filter(|s| s.len() == 2).map(|s| (s[0], s[1])) {
+        if let Some((h, w)) = config
+            .console_size
+            .as_ref()
+            .filter(|s| s.len() == 2)
+            .map(|s| (s[0], s[1]))
+        {
             let _ = crate::sys::set_winsize(std::os::fd::AsRawFd::as_raw_fd(&pty), h, w);
         }
         procs().lock().unwrap_or_else(|p| p.into_inner()).insert(pid, pty);
@@ -464,14 +561,17 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
     };
     if start.detach {
         let id = id.to_string();
-        let spawned = std::thread::Builder::new().name("exec-detached".into()).stack_size(64 * 1024).spawn(move || {
-            let code = proc.wait().unwrap_or(126);
-            procs().lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);
-            set_exec(&id, |x| {
-                x.running = false;
-                x.exit_code = Some(code);
+        let spawned = std::thread::Builder::new()
+            .name("exec-detached".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let code = proc.wait().unwrap_or(126);
+                procs().lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);
+                set_exec(&id, |x| {
+                    x.running = false;
+                    x.exit_code = Some(code);
+                });
             });
-        });
         if let Err(e) = spawned {
             log::warn!("exec: no waiter thread: {e}");
         }
@@ -481,38 +581,60 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
     let (mut reader, writer) = req.hijack(if tty { RAW } else { MUX })?;
     let writer = Arc::new(Mutex::new(writer));
     let mut pumps = Vec::new();
-    let stdin = if tty { proc.pty.as_ref().filter(|_| spec.open_stdin).and_then(|p| p.try_clone().ok()) } else { proc.stdin.take() };
+    let stdin = if tty {
+        proc.pty
+            .as_ref()
+            .filter(|_| spec.open_stdin)
+            .and_then(|p| p.try_clone().ok())
+    } else {
+        proc.stdin.take()
+    };
     let outputs: Vec<(std::fs::File, Stream)> = if tty {
         proc.pty.take().map(|p| (p, Stream::Stdout)).into_iter().collect()
     } else {
-        [(proc.stdout.take(), Stream::Stdout), (proc.stderr.take(), Stream::Stderr)]
-            .into_iter()
-            .filter_map(|(f, s)| f.map(|f| (f, s)))
-            .collect()
+        [
+            (proc.stdout.take(), Stream::Stdout),
+            (proc.stderr.take(), Stream::Stderr),
+        ]
+        .into_iter()
+        .filter_map(|(f, s)| f.map(|f| (f, s)))
+        .collect()
     };
     if let Some(mut stdin) = stdin {
         // Not joined: a client that never closes its input must not hold the exec open.
-        let _ = std::thread::Builder::new().name("exec-stdin".into()).stack_size(64 * 1024).spawn(move || {
-            let _ = io::copy(&mut reader, &mut stdin);
-        });
+        let _ = std::thread::Builder::new()
+            .name("exec-stdin".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let _ = io::copy(&mut reader, &mut stdin);
+            });
     }
     for (out, stream) in outputs {
         let writer = writer.clone();
-        pumps.push(std::thread::Builder::new().name("exec-out".into()).stack_size(64 * 1024).spawn(move || {
-            let mut out = out;
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                let n = match out.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                let msg = if tty { buf[..n].to_vec() } else { logs::frame(stream, &buf[..n]) };
-                let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
-                if w.write_all(&msg).is_err() {
-                    break;
-                }
-            }
-        }));
+        pumps.push(
+            std::thread::Builder::new()
+                .name("exec-out".into())
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let mut out = out;
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match out.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let msg = if tty {
+                            buf[..n].to_vec()
+                        } else {
+                            logs::frame(stream, &buf[..n])
+                        };
+                        let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+                        if w.write_all(&msg).is_err() {
+                            break;
+                        }
+                    }
+                }),
+        );
     }
     let code = proc.wait().unwrap_or(126);
     for p in pumps.into_iter().flatten() {

@@ -109,6 +109,18 @@ const RUN_FLAGS: &[FlagSpec] = &[
     s('a', "attach"),
     s(' ', "detach-keys"),
     b(' ', "sig-proxy"),
+    s(' ', "pull"),
+    s('v', "volume"),
+    s('p', "publish"),
+    b('P', "publish-all"),
+    s(' ', "expose"),
+    s(' ', "tmpfs"),
+    s(' ', "add-host"),
+    s(' ', "dns"),
+    s(' ', "shm-size"),
+    s(' ', "group-add"),
+    s(' ', "platform"),
+    b('q', "quiet"),
 ];
 
 const STOP_FLAGS: &[FlagSpec] = &[i('t', "timeout"), s('s', "signal")];
@@ -552,13 +564,16 @@ fn argh_parse<T: FromArgs>(spec: &VerbSpec, words: &[String]) -> Result<T, ArgEr
     T::from_args(&[cmd.as_str()], &refs).map_err(|e| ArgError::flag(spec, e.output.trim_end().to_string()))
 }
 
-/// The help text argh generates for a verb (printed for `--help`).
+/// The help for a verb: docker's usage line, then argh's description and options.
 fn argh_help<T: FromArgs>(spec: &VerbSpec) -> String {
     let cmd = format!("{PROG} {}", display_name(spec));
-    match T::from_args(&[cmd.as_str()], &["--help"]) {
+    let generated = match T::from_args(&[cmd.as_str()], &["--help"]) {
         Err(e) => e.output,
-        Ok(_) => format!("Usage:  {PROG} {}\n", spec.usage),
-    }
+        Ok(_) => String::new(),
+    };
+    // argh's own first line is its usage synopsis; docker's is shorter and names the operands.
+    let body = generated.split_once('\n').map(|(_, rest)| rest).unwrap_or("");
+    format!("Usage:  {PROG} {}\n{body}", spec.usage)
 }
 
 // ---- Phase-2 raw flag structs (argh). Names match the flag tables above. ----
@@ -657,6 +672,42 @@ pub struct RunFlags {
     /// proxy received signals to the process
     #[argh(switch)]
     pub sig_proxy: bool,
+    /// pull image before running ("always", "missing", "never")
+    #[argh(option)]
+    pub pull: Option<String>,
+    /// bind mount a volume (SRC:DST[:OPTS])
+    #[argh(option, short = 'v')]
+    pub volume: Vec<String>,
+    /// publish a container's port(s) to the host
+    #[argh(option, short = 'p')]
+    pub publish: Vec<String>,
+    /// publish all exposed ports to random ports
+    #[argh(switch, short = 'P')]
+    pub publish_all: bool,
+    /// expose a port or a range of ports
+    #[argh(option)]
+    pub expose: Vec<String>,
+    /// mount a tmpfs directory (DST[:OPTS])
+    #[argh(option)]
+    pub tmpfs: Vec<String>,
+    /// add a custom host-to-IP mapping (host:ip)
+    #[argh(option)]
+    pub add_host: Vec<String>,
+    /// set custom DNS servers
+    #[argh(option)]
+    pub dns: Vec<String>,
+    /// size of /dev/shm
+    #[argh(option)]
+    pub shm_size: Option<String>,
+    /// add additional groups to join
+    #[argh(option)]
+    pub group_add: Vec<String>,
+    /// set platform if server is multi-platform capable
+    #[argh(option)]
+    pub platform: Option<String>,
+    /// suppress the pull output
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
     /// IMAGE [COMMAND] [ARG...]
     #[argh(positional, greedy)]
     pub args: Vec<String>,
@@ -993,6 +1044,10 @@ pub struct ImportFlags {
 pub struct CreateSpec {
     pub name: Option<String>,
     pub image: String,
+    /// When to pull the image: "missing" (docker's default), "always" or "never".
+    pub pull: String,
+    /// Print no pull progress (`-q`).
+    pub quiet: bool,
     pub body: Value,
 }
 
@@ -1184,6 +1239,17 @@ Global Options:
       --help          Print usage
 ";
 
+fn group_help(group: &str) -> String {
+    let commands = if group == "container" {
+        "attach create exec inspect kill logs ls rename restart rm run start stats stop top wait prune"
+    } else {
+        "import inspect load ls rm tag"
+    };
+    format!(
+        "Usage:  {PROG} {group} COMMAND\n\nManage {group}s\n\nCommands:\n  {commands}\n\nRun '{PROG} {group} COMMAND --help' for more information on a command.\n"
+    )
+}
+
 /// Map `container X` / `image X` and top-level words to a canonical verb name.
 fn canonical_verb(group: Option<&str>, word: &str) -> Option<&'static str> {
     let v = match (group, word) {
@@ -1268,7 +1334,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<In
             _ => {
                 return Ok(Invocation {
                     host,
-                    action: Action::Help(format!("Usage:  {PROG} {g} COMMAND\n\nManage {g}s\n")),
+                    action: Action::Help(group_help(g)),
                 })
             }
         },
@@ -1304,6 +1370,7 @@ fn parse_verb(
         Prepassed::Words(w) => w,
         Prepassed::Help => return Ok(Action::Help(help_for(spec))),
     };
+    // Indexing `f.args` below is in bounds: the pre-pass checked each verb's arity.
     Ok(match spec.name {
         "run" | "create" => {
             let f: RunFlags = argh_parse(spec, &words)?;
@@ -1605,6 +1672,13 @@ pub fn validate_run(
     if is_run && f.detach && f.rm {
         // Allowed, as docker allows it; the daemon removes on exit.
     }
+    let pull = f.pull.clone().unwrap_or_else(|| "missing".into());
+    if !matches!(pull.as_str(), "missing" | "always" | "never") {
+        return Err(ArgError::flag(
+            spec,
+            format!("invalid pull option: '{pull}': must be one of \"always\", \"missing\" or \"never\""),
+        ));
+    }
     let restart = match f.restart.as_deref() {
         Some(r) => values::parse_restart(r).map_err(|e| ArgError::flag(spec, e))?,
         None => RestartPolicy {
@@ -1667,6 +1741,44 @@ pub fn validate_run(
     if let Some(p) = f.pids_limit {
         host_config["PidsLimit"] = json!(p);
     }
+    let mut exposed = serde_json::Map::new();
+    let mut bindings = serde_json::Map::new();
+    for spec_text in &f.publish {
+        let maps = values::parse_publish(spec_text)
+            .map_err(|e| ArgError::value(spec, "-p, --publish", spec_text, &e))?;
+        for m in maps {
+            exposed.insert(m.container.clone(), json!({}));
+            let entry = bindings.entry(m.container).or_insert_with(|| json!([]));
+            if let Some(list) = entry.as_array_mut() {
+                list.push(json!({"HostIp": m.host_ip, "HostPort": m.host_port}));
+            }
+        }
+    }
+    for e in &f.expose {
+        let maps = values::parse_publish(e).map_err(|err| ArgError::value(spec, "--expose", e, &err))?;
+        for m in maps {
+            exposed.insert(m.container, json!({}));
+        }
+    }
+    for v in &f.volume {
+        values::check_volume(v).map_err(|e| ArgError::value(spec, "-v, --volume", v, &e))?;
+    }
+    let mut tmpfs = serde_json::Map::new();
+    for t in &f.tmpfs {
+        let (dst, opts) = t.split_once(':').unwrap_or((t.as_str(), ""));
+        tmpfs.insert(dst.to_string(), json!(opts));
+    }
+    if let Some(size) = f.shm_size.as_deref() {
+        let bytes = values::parse_ram(size).map_err(|e| ArgError::value(spec, "--shm-size", size, &e))?;
+        host_config["ShmSize"] = json!(bytes);
+    }
+    host_config["Binds"] = json!(f.volume);
+    host_config["PortBindings"] = Value::Object(bindings);
+    host_config["PublishAllPorts"] = json!(f.publish_all);
+    host_config["Tmpfs"] = Value::Object(tmpfs);
+    host_config["ExtraHosts"] = json!(f.add_host);
+    host_config["Dns"] = json!(f.dns);
+    host_config["GroupAdd"] = json!(f.group_add);
     if f.init {
         host_config["Init"] = json!(true);
     }
@@ -1682,6 +1794,7 @@ pub fn validate_run(
         "Cmd": if cmd.is_empty() { Value::Null } else { json!(cmd) },
         "Entrypoint": entrypoint,
         "Labels": labels,
+        "ExposedPorts": exposed,
         "HostConfig": host_config,
     });
     let set = |body: &mut Value, key: &str, v: &Option<String>| {
@@ -1713,6 +1826,8 @@ pub fn validate_run(
         create: CreateSpec {
             name: f.name,
             image: f.args[0].clone(),
+            pull,
+            quiet: f.quiet,
             body,
         },
         detach: f.detach,
@@ -1995,6 +2110,54 @@ mod tests {
     }
 
     #[test]
+    fn ports_volumes_and_extras() {
+        let Action::Run(r) = parse_ok(&[
+            "run",
+            "-p",
+            "8080:80",
+            "-p127.0.0.1:53:53/udp",
+            "--expose",
+            "9000",
+            "-v",
+            "data:/data",
+            "-v",
+            "/srv:/srv:ro",
+            "--tmpfs",
+            "/run:size=1m",
+            "--add-host",
+            "db:10.0.0.2",
+            "--dns",
+            "1.1.1.1",
+            "--shm-size",
+            "64m",
+            "img",
+        ]) else {
+            panic!()
+        };
+        let b = &r.create.body;
+        assert_eq!(
+            b["ExposedPorts"],
+            json!({"80/tcp": {}, "53/udp": {}, "9000/tcp": {}})
+        );
+        let h = &b["HostConfig"];
+        assert_eq!(
+            h["PortBindings"]["80/tcp"],
+            json!([{"HostIp": "", "HostPort": "8080"}])
+        );
+        assert_eq!(
+            h["PortBindings"]["53/udp"],
+            json!([{"HostIp": "127.0.0.1", "HostPort": "53"}])
+        );
+        assert_eq!(h["Binds"], json!(["data:/data", "/srv:/srv:ro"]));
+        assert_eq!(h["Tmpfs"], json!({"/run": "size=1m"}));
+        assert_eq!(h["ExtraHosts"], json!(["db:10.0.0.2"]));
+        assert_eq!(h["Dns"], json!(["1.1.1.1"]));
+        assert_eq!(h["ShmSize"], 64 << 20);
+        assert_eq!(parse_err(&["run", "-p", "x:80", "img"]).code, 125);
+        assert_eq!(parse_err(&["run", "-v", "data:rel", "img"]).code, 125);
+    }
+
+    #[test]
     fn attached_run_defaults_and_restart() {
         let Action::Run(r) = parse_ok(&["run", "-i", "--restart", "on-failure:3", "img"]) else {
             panic!()
@@ -2151,6 +2314,65 @@ mod tests {
             parse_ok(&["container", "prune", "-f"]),
             Action::Prune { force: true, .. }
         ));
+    }
+
+    /// Arbitrary words never panic the parser (a cheap deterministic fuzz).
+    #[test]
+    fn arbitrary_words_never_panic() {
+        let pool = [
+            "run",
+            "exec",
+            "ps",
+            "-it",
+            "-dit",
+            "--rm",
+            "-e",
+            "--name=",
+            "-",
+            "--",
+            "-p",
+            "x:y",
+            "-m",
+            "1q",
+            "--cpus",
+            ".",
+            "-t",
+            "-n",
+            "--format",
+            "{{",
+            "image",
+            "container",
+            "ls",
+            "-H",
+            "--help",
+            "=",
+            "-e=",
+            "--restart",
+            "on-failure:",
+            "-v",
+            ":",
+            "top",
+            "logs",
+            "inspect",
+            "--type",
+            "é",
+            "-é",
+            "--log-opt",
+        ];
+        let mut seed: u64 = 0x9e3779b97f4a7c15;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let n = (seed % 7) as usize;
+            let mut v = Vec::new();
+            let mut x = seed;
+            for _ in 0..n {
+                v.push(pool[(x % pool.len() as u64) as usize].to_string());
+                x = x.rotate_left(9).wrapping_mul(6364136223846793005);
+            }
+            let _ = parse(&v, &no_env);
+        }
     }
 
     /// Every flag in the tables is accepted by its argh struct (the two phases agree).

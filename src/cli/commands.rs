@@ -285,12 +285,33 @@ pub fn start_error_code(message: &str) -> i32 {
     }
 }
 
-/// POST /containers/create; prints the daemon's warnings; returns the new ID.
+/// POST /containers/create; prints the daemon's warnings; returns the new ID. A missing image
+/// is pulled first (docker's `--pull missing`), when the daemon can pull.
 fn create(client: &Client, c: &CreateSpec) -> Result<String, ClientError> {
+    if c.pull == "always" {
+        pull(client, &c.image, c.quiet)?;
+    }
     let q = query(&c.name.iter().map(|n| ("name", n.clone())).collect::<Vec<_>>());
-    let v = client
-        .post(&format!("/containers/create{q}"), Some(&c.body))?
-        .json()?;
+    let path = format!("/containers/create{q}");
+    let v = match client.post(&path, Some(&c.body)) {
+        Err(missing @ ClientError::Api { status: 404, .. })
+            if c.pull == "missing" && missing.to_string().contains("No such image") =>
+        {
+            if !c.quiet {
+                eprintln!("Unable to find image '{}' locally", full_reference(&c.image));
+            }
+            match pull(client, &c.image, c.quiet) {
+                Ok(()) => client.post(&path, Some(&c.body))?,
+                // A daemon without registry support: the original error says it best.
+                Err(ClientError::Api {
+                    status: 404 | 501, ..
+                }) => return Err(missing),
+                Err(e) => return Err(e),
+            }
+        }
+        other => other?,
+    }
+    .json()?;
     if let Some(ws) = v.get("Warnings").and_then(Value::as_array) {
         for w in ws.iter().filter_map(Value::as_str) {
             eprintln!("WARNING: {w}");
@@ -300,6 +321,49 @@ fn create(client: &Client, c: &CreateSpec) -> Result<String, ClientError> {
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| ClientError::Protocol("create answered without an Id".into()))
+}
+
+/// `busybox` → `busybox:latest`; references with a tag or digest stay as they are.
+fn full_reference(image: &str) -> String {
+    let (_, tag) = split_repo_tag(image);
+    if tag.is_empty() && !image.contains('@') {
+        format!("{image}:latest")
+    } else {
+        image.to_string()
+    }
+}
+
+/// POST /images/create?fromImage=: progress goes to stderr as docker prints it.
+fn pull(client: &Client, image: &str, quiet: bool) -> Result<(), ClientError> {
+    let q = if image.contains('@') {
+        query(&[("fromImage", image.to_string())])
+    } else {
+        let (repo, tag) = split_repo_tag(image);
+        let tag = if tag.is_empty() { "latest".to_string() } else { tag };
+        query(&[("fromImage", repo), ("tag", tag)])
+    };
+    let resp = client.request("POST", &format!("/images/create{q}"), Body::Empty)?;
+    for msg in serde_json::Deserializer::from_slice(&resp.body).into_iter::<Value>() {
+        let Ok(msg) = msg else { break };
+        if let Some(err) = msg.get("error").and_then(Value::as_str) {
+            return Err(ClientError::Api {
+                status: 500,
+                message: err.to_string(),
+            });
+        }
+        if quiet {
+            continue;
+        }
+        match (
+            msg.get("id").and_then(Value::as_str),
+            msg.get("status").and_then(Value::as_str),
+        ) {
+            (Some(id), Some(status)) => eprintln!("{id}: {status}"),
+            (None, Some(status)) => eprintln!("{status}"),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn detach_keys(spec: Option<&str>) -> Result<Vec<u8>, CmdError> {
@@ -325,18 +389,23 @@ fn resize(client: &Client, target: &ResizeTarget) {
 }
 
 /// Start the signal thread for a session: SIGWINCH resizes a TTY; without a TTY, signals
-/// are forwarded to the container (docker's `--sig-proxy`).
+/// are forwarded to the container (docker's `--sig-proxy`); otherwise a terminating signal
+/// restores the terminal and ends the client with 128+N.
 fn watch_signals(client: &Client, target: ResizeTarget, tty: bool, container: Option<String>) {
     let client = client.clone();
-    let proxy = !tty && container.is_some();
-    let started = term::spawn_signal_thread(proxy, move |ev| match ev {
+    let proxy_to = if tty { None } else { container };
+    let started = term::spawn_signal_thread(move |ev| match ev {
         SignalEvent::Resize if tty => resize(&client, &target),
         SignalEvent::Resize => {}
-        SignalEvent::Forward(sig) => {
-            if let Some(c) = &container {
-                let _ = client.post(&format!("/containers/{c}/kill?signal={sig}"), None);
+        SignalEvent::Signal(name, number) => match &proxy_to {
+            Some(c) => {
+                let _ = client.post(&format!("/containers/{c}/kill?signal={name}"), None);
             }
-        }
+            None => {
+                term::restore_terminal();
+                std::process::exit(128 + number);
+            }
+        },
     });
     if let Err(e) = started {
         eprintln!("{PROG}: cannot watch signals: {e}");
@@ -355,16 +424,29 @@ fn wait_status(v: &Value) -> i32 {
     v.get("StatusCode").and_then(Value::as_i64).unwrap_or(125) as i32
 }
 
+/// How long to wait for the daemon to confirm a `/wait` (by sending its response head, as
+/// docker does) before starting the container anyway.
+const WAIT_REGISTER: std::time::Duration = std::time::Duration::from_millis(100);
+
 fn run(client: &Client, r: RunSpec) -> Res {
     if r.tty && r.interactive && !term::stdin_is_tty() {
         return Err(CmdError::new("the input device is not a TTY", 1));
     }
     let keys = detach_keys(r.detach_keys.as_deref())?;
+    let mut r = r;
+    if r.tty {
+        if let Some((h, w)) = term::window_size() {
+            r.create.body["HostConfig"]["ConsoleSize"] = json!([h, w]);
+        }
+    }
     let id = create(client, &r.create).map_err(|e| run_error("run", e))?;
     if r.detach {
-        client
-            .post(&format!("/containers/{id}/start"), None)
-            .map_err(|e| run_error("run", e))?;
+        if let Err(e) = client.post(&format!("/containers/{id}/start"), None) {
+            if r.auto_remove {
+                let _ = client.delete(&format!("/containers/{id}?force=1"));
+            }
+            return Err(run_error("run", e));
+        }
         println_out(&id)?;
         return Ok(0);
     }
@@ -372,12 +454,15 @@ fn run(client: &Client, r: RunSpec) -> Res {
     let want = |k: &str| if b[k].as_bool().unwrap_or(false) { "1" } else { "0" };
     // Register the wait before start so a fast exit cannot be missed.
     let condition = if r.auto_remove { "removed" } else { "next-exit" };
-    let waiter = client
+    let mut waiter = client
         .send(
             "POST",
             &format!("/containers/{id}/wait?condition={condition}"),
             None,
         )
+        .map_err(|e| run_error("run", e))?;
+    waiter
+        .wait_registered(WAIT_REGISTER)
         .map_err(|e| run_error("run", e))?;
     let attach_path = format!(
         "/containers/{id}/attach?stream=1&stdin={}&stdout={}&stderr={}",
@@ -401,6 +486,11 @@ fn run(client: &Client, r: RunSpec) -> Res {
     };
     if let Err(e) = client.post(&format!("/containers/{id}/start"), None) {
         drop(raw);
+        if r.auto_remove {
+            // A container that never ran is removed too; a daemon that already did answers
+            // 404, which changes nothing.
+            let _ = client.delete(&format!("/containers/{id}?force=1"));
+        }
         return Err(run_error("run", e));
     }
     if r.tty {
@@ -449,11 +539,12 @@ fn start_attached(client: &Client, containers: Vec<String>, interactive: bool, k
         return Err(CmdError::new("the input device is not a TTY", 1));
     }
     let keys = detach_keys(keys.as_deref())?;
-    let waiter = client.send(
+    let mut waiter = client.send(
         "POST",
         &format!("/containers/{id}/wait?condition=next-exit"),
         None,
     )?;
+    waiter.wait_registered(WAIT_REGISTER)?;
     let hijacked = client.hijack(
         &format!(
             "/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1",
@@ -549,8 +640,7 @@ fn exec(client: &Client, e: ExecSpec) -> Res {
         return Err(CmdError::new("the input device is not a TTY", 1));
     }
     let keys = detach_keys(e.detach_keys.as_deref())?;
-    let info = inspect_container(client, &e.container)?;
-    let cid = info["Id"].as_str().unwrap_or(&e.container).to_string();
+    let cid = seg(&e.container);
     let created = client
         .post(&format!("/containers/{cid}/exec"), Some(&e.body))?
         .json()?;
@@ -893,7 +983,13 @@ fn go_arch() -> &'static str {
 
 fn version(client: &Client, format: Option<String>) -> Res {
     let cv = client_version_json();
-    let server = client.get_json("/version");
+    // docker's template context names the server's API version `APIVersion` (Go field name).
+    let server = client.get_json("/version").map(|mut s| {
+        if let Some(v) = s.get("ApiVersion").cloned() {
+            s["APIVersion"] = v;
+        }
+        s
+    });
     if let Some(f) = format {
         let tmpl = Template::parse(&f).map_err(|e| CmdError::new(e.0, 1))?;
         let doc = json!({"Client": cv, "Server": server.as_ref().ok().cloned().unwrap_or(Value::Null)});
@@ -1191,6 +1287,14 @@ mod tests {
         assert_eq!(start_error_code("exec /etc: permission denied"), 126);
         assert_eq!(start_error_code("exec /etc: is a directory"), 126);
         assert_eq!(start_error_code("No such image: nope:latest"), 125);
+    }
+
+    #[test]
+    fn references_get_docker_default_tag() {
+        assert_eq!(full_reference("busybox"), "busybox:latest");
+        assert_eq!(full_reference("localhost:5000/bb"), "localhost:5000/bb:latest");
+        assert_eq!(full_reference("bb:1"), "bb:1");
+        assert_eq!(full_reference("bb@sha256:abc"), "bb@sha256:abc");
     }
 
     #[test]

@@ -191,13 +191,108 @@ pub fn parse_filter(item: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Docker's `filters` query value: `{"key":{"value":true}}` (the map form every API accepts).
+/// Docker's `filters` query value in the documented `map[string][]string` form:
+/// `{"status":["created","exited"]}` (values in the order given, duplicates dropped).
 pub fn filters_json(filters: &[(String, String)]) -> String {
-    let mut map: BTreeMap<&str, BTreeMap<&str, bool>> = BTreeMap::new();
+    let mut map: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (k, v) in filters {
-        map.entry(k).or_default().insert(v, true);
+        let values = map.entry(k).or_default();
+        if !values.contains(&v.as_str()) {
+            values.push(v);
+        }
     }
     serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
+}
+
+/// One `-p` mapping expanded: container port key (`80/tcp`) and its host binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    pub container: String,
+    pub host_ip: String,
+    pub host_port: String,
+}
+
+fn port_range(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("invalid port number: {s}");
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let a: u32 = a.parse().map_err(|_| bad())?;
+    let b: u32 = b.parse().map_err(|_| bad())?;
+    if a == 0 || a > 65535 || b < a || b > 65535 {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
+
+/// docker's `-p [ip:][hostPort:]containerPort[/proto]` with ranges (`8080-8081:80-81`).
+/// A container port without a host port is published on a random host port (empty text).
+pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, String> {
+    let (addr, proto) = match spec.rsplit_once('/') {
+        Some((a, p)) => (a, p.to_ascii_lowercase()),
+        None => (spec, "tcp".to_string()),
+    };
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!("invalid proto: {proto}"));
+    }
+    // An IPv6 host address is written in brackets: [::1]:8080:80.
+    let (ip, rest) = if let Some(r) = addr.strip_prefix('[') {
+        let (ip, after) = r
+            .split_once(']')
+            .ok_or_else(|| format!("invalid IP address in {spec}"))?;
+        (
+            ip.to_string(),
+            after.strip_prefix(':').unwrap_or(after).to_string(),
+        )
+    } else {
+        let parts: Vec<&str> = addr.split(':').collect();
+        match parts.len() {
+            1 | 2 => (String::new(), addr.to_string()),
+            3 => (parts[0].to_string(), format!("{}:{}", parts[1], parts[2])),
+            _ => return Err(format!("invalid port format: {spec}")),
+        }
+    };
+    let (host, container) = match rest.split_once(':') {
+        Some((h, c)) => (h, c),
+        None => ("", rest.as_str()),
+    };
+    let (c_lo, c_hi) = port_range(container)?;
+    let host_range = if host.is_empty() {
+        None
+    } else {
+        Some(port_range(host)?)
+    };
+    if let Some((h_lo, h_hi)) = host_range {
+        if h_hi - h_lo != c_hi - c_lo && h_lo != h_hi {
+            return Err(format!(
+                "invalid ranges specified for container and host Ports: {container} and {host}"
+            ));
+        }
+    }
+    Ok((c_lo..=c_hi)
+        .enumerate()
+        .map(|(i, port)| PortMapping {
+            container: format!("{port}/{proto}"),
+            host_ip: ip.clone(),
+            host_port: match host_range {
+                None => String::new(),
+                Some((lo, hi)) if lo == hi => lo.to_string(),
+                Some((lo, _)) => (lo + i as u32).to_string(),
+            },
+        })
+        .collect())
+}
+
+/// `-v` short syntax check: `name:/dst[:opts]` or `/src:/dst[:opts]` (an anonymous `/dst`).
+pub fn check_volume(spec: &str) -> Result<(), String> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let dst = match parts.len() {
+        1 => parts[0],
+        2 | 3 => parts[1],
+        _ => return Err(format!("invalid volume specification: '{spec}'")),
+    };
+    if !dst.starts_with('/') {
+        return Err(format!("invalid volume specification: '{spec}': invalid mount config for type \"bind\": invalid mount path: '{dst}' mount path must be absolute"));
+    }
+    Ok(())
 }
 
 /// A Go duration `1h30m`, `42m`, `10s`, `1.5h`, `300ms` in seconds.
@@ -358,8 +453,43 @@ mod tests {
         ];
         assert_eq!(
             filters_json(&f),
-            r#"{"name":{"web":true},"status":{"created":true,"exited":true}}"#
+            r#"{"name":["web"],"status":["exited","created"]}"#
         );
+    }
+
+    #[test]
+    fn publish_specs() {
+        let m = |c: &str, ip: &str, h: &str| PortMapping {
+            container: c.into(),
+            host_ip: ip.into(),
+            host_port: h.into(),
+        };
+        assert_eq!(parse_publish("8080:80"), Ok(vec![m("80/tcp", "", "8080")]));
+        assert_eq!(parse_publish("80"), Ok(vec![m("80/tcp", "", "")]));
+        assert_eq!(
+            parse_publish("127.0.0.1:53:53/udp"),
+            Ok(vec![m("53/udp", "127.0.0.1", "53")])
+        );
+        assert_eq!(
+            parse_publish("127.0.0.1::80"),
+            Ok(vec![m("80/tcp", "127.0.0.1", "")])
+        );
+        assert_eq!(
+            parse_publish("[::1]:8080:80"),
+            Ok(vec![m("80/tcp", "::1", "8080")])
+        );
+        assert_eq!(
+            parse_publish("8080-8081:80-81"),
+            Ok(vec![m("80/tcp", "", "8080"), m("81/tcp", "", "8081")])
+        );
+        assert!(parse_publish("x:80").is_err());
+        assert!(parse_publish("80/icmp").is_err());
+        assert!(parse_publish("70000").is_err());
+        assert!(parse_publish("8080-8082:80-81").is_err());
+        assert!(check_volume("data:/var/lib/data").is_ok());
+        assert!(check_volume("/srv:/srv:ro").is_ok());
+        assert!(check_volume("/anon").is_ok());
+        assert!(check_volume("data:rel").is_err());
     }
 
     #[test]

@@ -127,7 +127,11 @@ pub fn merge_config(mut user: ContainerConfig, image: &ImageDefaults) -> Contain
     }
     user.env = Some(env);
     let entrypoint_given = user.entrypoint.is_some();
-    if user.entrypoint.as_ref().is_some_and(|e| e.len() == 1 && e[0].is_empty()) {
+    if user
+        .entrypoint
+        .as_ref()
+        .is_some_and(|e| e.len() == 1 && e[0].is_empty())
+    {
         // `--entrypoint ""` clears the image's entrypoint.
         user.entrypoint = None;
     } else if !entrypoint_given {
@@ -172,8 +176,12 @@ impl RestartPolicy {
             "" | "no" => Ok(RestartPolicy::No),
             "always" => Ok(RestartPolicy::Always),
             "unless-stopped" => Ok(RestartPolicy::UnlessStopped),
-            "on-failure" if max_retries >= 0 => Ok(RestartPolicy::OnFailure { max_retries: max_retries as u32 }),
-            "on-failure" => Err(format!("invalid restart policy: maximum retry count cannot be negative ({max_retries})")),
+            "on-failure" if max_retries >= 0 => Ok(RestartPolicy::OnFailure {
+                max_retries: max_retries as u32,
+            }),
+            "on-failure" => Err(format!(
+                "invalid restart policy: maximum retry count cannot be negative ({max_retries})"
+            )),
             other => Err(format!("invalid restart policy '{other}'")),
         }
     }
@@ -256,7 +264,11 @@ pub fn parse_signal(s: &str) -> Option<i32> {
         "SYS" => 31,
         _ => {
             let rt = name.strip_prefix("RTMIN")?;
-            let off = if rt.is_empty() { 0 } else { rt.strip_prefix('+')?.parse::<i32>().ok()? };
+            let off = if rt.is_empty() {
+                0
+            } else {
+                rt.strip_prefix('+')?.parse::<i32>().ok()?
+            };
             return (off <= 30).then_some(34 + off);
         }
     })
@@ -279,7 +291,10 @@ mod tests {
 
     #[test]
     fn user_env_overrides_image_env_by_key() {
-        let c = ContainerConfig { env: Some(vec!["A=2".into(), "B=3".into()]), ..Default::default() };
+        let c = ContainerConfig {
+            env: Some(vec!["A=2".into(), "B=3".into()]),
+            ..Default::default()
+        };
         let m = merge_config(c, &img());
         assert_eq!(m.env.unwrap(), vec!["PATH=/bin", "A=2", "B=3"]);
         assert_eq!(m.cmd.unwrap(), vec!["sh"]);
@@ -289,7 +304,10 @@ mod tests {
 
     #[test]
     fn given_entrypoint_drops_image_cmd() {
-        let c = ContainerConfig { entrypoint: Some(vec!["echo".into()]), ..Default::default() };
+        let c = ContainerConfig {
+            entrypoint: Some(vec!["echo".into()]),
+            ..Default::default()
+        };
         let m = merge_config(c, &img());
         assert_eq!(m.entrypoint.unwrap(), vec!["echo"]);
         assert_eq!(m.cmd, None);
@@ -325,8 +343,14 @@ mod tests {
 
     #[test]
     fn boot_starts_only_what_policy_says() {
-        let running = State { status: Status::Running, ..Default::default() };
-        let exited = State { status: Status::Exited, ..Default::default() };
+        let running = State {
+            status: Status::Running,
+            ..Default::default()
+        };
+        let exited = State {
+            status: Status::Exited,
+            ..Default::default()
+        };
         assert!(RestartPolicy::Always.start_on_boot(&exited, false));
         assert!(RestartPolicy::UnlessStopped.start_on_boot(&exited, false));
         assert!(!RestartPolicy::UnlessStopped.start_on_boot(&exited, true));

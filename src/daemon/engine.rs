@@ -70,7 +70,11 @@ impl Entry {
                     if now >= d {
                         return false;
                     }
-                    slot = self.changed.wait_timeout(slot, d - now).unwrap_or_else(|p| p.into_inner()).0;
+                    slot = self
+                        .changed
+                        .wait_timeout(slot, d - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
                 }
             }
         }
@@ -110,7 +114,11 @@ impl Engine {
         let cdir = config.root.join("containers");
         atomic::create_dir_all(&cdir)?;
         let images = ImageStore::open(&config.root.join("image"))?;
-        let engine = Arc::new(Engine { config, images, containers: Mutex::new(BTreeMap::new()) });
+        let engine = Arc::new(Engine {
+            config,
+            images,
+            containers: Mutex::new(BTreeMap::new()),
+        });
         for dirent in fs::read_dir(&cdir)? {
             let dir = dirent?.path();
             let file = dir.join("container.json");
@@ -129,7 +137,12 @@ impl Engine {
             let entry = Arc::new(Entry {
                 id: rec.id.clone(),
                 dir,
-                slot: Mutex::new(Slot { rec, exits: 0, starts: 0, removed: false }),
+                slot: Mutex::new(Slot {
+                    rec,
+                    exits: 0,
+                    starts: 0,
+                    removed: false,
+                }),
                 changed: Condvar::new(),
             });
             engine.map().insert(entry.id.clone(), entry);
@@ -173,7 +186,11 @@ impl Engine {
             }
             let policy = policy_of(&slot.rec);
             if policy.start_on_boot(&was, slot.rec.manually_stopped) {
-                log::info!("starting {} ({}) by its restart policy", slot.rec.name, short(&entry.id));
+                log::info!(
+                    "starting {} ({}) by its restart policy",
+                    slot.rec.name,
+                    short(&entry.id)
+                );
                 if let Err(e) = self.launch(&entry, &mut slot) {
                     log::warn!("restart policy: starting {} failed: {}", slot.rec.name, e.message);
                 }
@@ -184,13 +201,16 @@ impl Engine {
     /// Find a container by full ID, name or unique ID prefix.
     pub fn get(&self, reference: &str) -> ApiResult<Arc<Entry>> {
         let map = self.map();
-        let pairs: Vec<(String, String)> = map.values().map(|e| (e.id.clone(), e.lock().rec.name.clone())).collect();
+        let pairs: Vec<(String, String)> = map
+            .values()
+            .map(|e| (e.id.clone(), e.lock().rec.name.clone()))
+            .collect();
         let found = names::resolve(reference, pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())));
         match found {
             Lookup::Found(id) => Ok(map[id].clone()),
-            Lookup::Ambiguous => {
-                Err(ApiError::bad_request(format!("multiple containers found with provided prefix: {reference}")))
-            }
+            Lookup::Ambiguous => Err(ApiError::bad_request(format!(
+                "multiple containers found with provided prefix: {reference}"
+            ))),
             Lookup::Missing => Err(ApiError::not_found(format!("No such container: {reference}"))),
         }
     }
@@ -210,12 +230,17 @@ impl Engine {
         let policy = RestartPolicy::parse(&hc.restart_policy.name, hc.restart_policy.maximum_retry_count)
             .map_err(ApiError::bad_request)?;
         if hc.auto_remove && policy != RestartPolicy::No {
-            return Err(ApiError::bad_request("can't create 'AutoRemove' container with restart policy"));
+            return Err(ApiError::bad_request(
+                "can't create 'AutoRemove' container with restart policy",
+            ));
         }
         validate_host_config(&hc)?;
         let mut config = container::merge_config(req.config, &image_defaults(&image));
         config.image = image_ref.clone();
-        let rec_probe = Record { config: config.clone(), ..Default::default() };
+        let rec_probe = Record {
+            config: config.clone(),
+            ..Default::default()
+        };
         if rec_probe.argv().is_empty() {
             return Err(ApiError::bad_request("no command specified"));
         }
@@ -236,7 +261,10 @@ impl Engine {
             }
             None => {
                 let r = names::random_u64();
-                (0..100).map(|i| names::generate(r, i)).find(|n| !taken(n)).unwrap_or_else(|| id[..12].to_string())
+                (0..100)
+                    .map(|i| names::generate(r, i))
+                    .find(|n| !taken(n))
+                    .unwrap_or_else(|| id[..12].to_string())
             }
         };
         let dir = self.config.root.join("containers").join(&id);
@@ -254,7 +282,12 @@ impl Engine {
         let entry = Arc::new(Entry {
             id: id.clone(),
             dir,
-            slot: Mutex::new(Slot { rec, exits: 0, starts: 0, removed: false }),
+            slot: Mutex::new(Slot {
+                rec,
+                exits: 0,
+                starts: 0,
+                removed: false,
+            }),
             changed: Condvar::new(),
         });
         entry.persist(&entry.lock().rec)?;
@@ -269,13 +302,26 @@ impl Engine {
         match slot.rec.state.status {
             s if s.is_active() => return Ok(false),
             Status::Removing => {
-                return Err(ApiError::conflict(format!("container {} is marked for removal", entry.id)))
+                return Err(ApiError::conflict(format!(
+                    "container {} is marked for removal",
+                    entry.id
+                )))
             }
             _ => {}
         }
         slot.rec.manually_stopped = false;
         slot.rec.restart_count = 0;
-        self.launch(&entry, &mut slot)?;
+        if let Err(e) = self.launch(&entry, &mut slot) {
+            // As dockerd: a `--rm` container that cannot start is removed, so clients waiting
+            // for `condition=removed` are released.
+            if slot.rec.host_config.auto_remove {
+                drop(slot);
+                if let Err(rm) = self.remove(&entry.id, true) {
+                    log::warn!("auto-removing {}: {}", short(&entry.id), rm.message);
+                }
+            }
+            return Err(e);
+        }
         Ok(true)
     }
 
@@ -291,7 +337,12 @@ impl Engine {
         match runtime::start(&entry.dir, &spec) {
             Ok(pid) => {
                 let st = &mut slot.rec.state;
-                *st = State { status: Status::Running, pid, started_at: timefmt::now(), ..State::default() };
+                *st = State {
+                    status: Status::Running,
+                    pid,
+                    started_at: timefmt::now(),
+                    ..State::default()
+                };
                 slot.starts += 1;
                 entry.persist(&slot.rec)?;
                 entry.notify();
@@ -318,8 +369,11 @@ impl Engine {
     fn spec_for(&self, entry: &Entry, rec: &Record) -> ApiResult<ContainerSpec> {
         let image = self.images.resolve(&rec.image_id).map_err(image_error)?;
         let lower = self.images.layer_dirs(&image);
-        let hostname =
-            if rec.config.hostname.is_empty() { rec.id[..12].to_string() } else { rec.config.hostname.clone() };
+        let hostname = if rec.config.hostname.is_empty() {
+            rec.id[..12].to_string()
+        } else {
+            rec.config.hostname.clone()
+        };
         let hc = &rec.host_config;
         let network = match hc.network_mode.as_str() {
             "host" => NetworkMode::Host,
@@ -338,11 +392,19 @@ impl Engine {
             hostname,
             args: rec.argv(),
             env: rec.config.env.clone().unwrap_or_default(),
-            cwd: if rec.config.working_dir.is_empty() { "/".into() } else { rec.config.working_dir.clone() },
+            cwd: if rec.config.working_dir.is_empty() {
+                "/".into()
+            } else {
+                rec.config.working_dir.clone()
+            },
             user: rec.config.user.clone(),
             tty: rec.config.tty,
             open_stdin: rec.config.open_stdin,
-            rootfs: RootfsSpec { lower, upper: entry.dir.join("upper"), work: entry.dir.join("work") },
+            rootfs: RootfsSpec {
+                lower,
+                upper: entry.dir.join("upper"),
+                work: entry.dir.join("work"),
+            },
             readonly_rootfs: hc.readonly_rootfs,
             cap_add: hc.cap_add.clone().unwrap_or_default(),
             cap_drop: hc.cap_drop.clone().unwrap_or_default(),
@@ -359,10 +421,19 @@ impl Engine {
                 hc.cgroup_parent.clone()
             },
             log: LogSpec {
-                max_size: log.get("max-size").map(|s| parse_size(s)).transpose()?.unwrap_or(0),
-                max_file: log.get("max-file").map(|s| s.parse::<u32>()).transpose().map_err(|_| {
-                    ApiError::bad_request("invalid value for log-opt max-file: must be a positive number")
-                })?.unwrap_or(1),
+                max_size: log
+                    .get("max-size")
+                    .map(|s| parse_size(s))
+                    .transpose()?
+                    .unwrap_or(0),
+                max_file: log
+                    .get("max-file")
+                    .map(|s| s.parse::<u32>())
+                    .transpose()
+                    .map_err(|_| {
+                        ApiError::bad_request("invalid value for log-opt max-file: must be a positive number")
+                    })?
+                    .unwrap_or(1),
             },
             files,
             stop_signal: stop_signal(&rec.config),
@@ -400,7 +471,8 @@ impl Engine {
                 apply_exit(&mut slot.rec.state, &info);
                 slot.exits += 1;
                 let policy = policy_of(&slot.rec);
-                let restart = policy.should_restart(info.code, slot.rec.manually_stopped, slot.rec.restart_count);
+                let restart =
+                    policy.should_restart(info.code, slot.rec.manually_stopped, slot.rec.restart_count);
                 if restart {
                     slot.rec.state.status = Status::Restarting;
                     slot.rec.restart_count += 1;
@@ -435,8 +507,11 @@ impl Engine {
                 log::warn!("restarting {}: {}", slot.rec.name, e.message);
                 // A failed start counts as an exit; keep backing off while the policy allows.
                 let policy = policy_of(&slot.rec);
-                if !policy.should_restart(slot.rec.state.exit_code, slot.rec.manually_stopped, slot.rec.restart_count)
-                {
+                if !policy.should_restart(
+                    slot.rec.state.exit_code,
+                    slot.rec.manually_stopped,
+                    slot.rec.restart_count,
+                ) {
                     return;
                 }
             }
@@ -487,7 +562,10 @@ impl Engine {
         if entry.wait_until(Some(Duration::from_secs(30)), exited) {
             Ok(())
         } else {
-            Err(ApiError::internal(format!("container {} did not exit after SIGKILL", entry.id)))
+            Err(ApiError::internal(format!(
+                "container {} did not exit after SIGKILL",
+                entry.id
+            )))
         }
     }
 
@@ -514,7 +592,12 @@ impl Engine {
     }
 
     /// `POST /containers/{id}/restart`.
-    pub fn restart(self: &Arc<Self>, reference: &str, timeout: Option<i64>, signal: Option<&str>) -> ApiResult<()> {
+    pub fn restart(
+        self: &Arc<Self>,
+        reference: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> ApiResult<()> {
         self.stop(reference, timeout, signal)?;
         self.start(reference)?;
         Ok(())
@@ -567,7 +650,9 @@ impl Engine {
             (s.exits, s.rec.state.status.is_active())
         };
         entry.wait_until(None, |s| match condition {
-            WaitCondition::NotRunning => !active || s.exits > exits0 && !s.rec.state.status.is_active() || s.removed,
+            WaitCondition::NotRunning => {
+                !active || s.exits > exits0 && !s.rec.state.status.is_active() || s.removed
+            }
             WaitCondition::NextExit => s.exits > exits0 || s.removed,
             WaitCondition::Removed => s.removed,
         });
@@ -577,10 +662,15 @@ impl Engine {
 
     /// `POST /containers/{id}/rename`.
     pub fn rename(&self, reference: &str, new_name: &str) -> ApiResult<()> {
-        let new_name = names::validate(new_name).map_err(ApiError::bad_request)?.to_string();
+        let new_name = names::validate(new_name)
+            .map_err(ApiError::bad_request)?
+            .to_string();
         let entry = self.get(reference)?;
         let map = self.map();
-        if let Some(other) = map.values().find(|e| e.id != entry.id && e.lock().rec.name == new_name) {
+        if let Some(other) = map
+            .values()
+            .find(|e| e.id != entry.id && e.lock().rec.name == new_name)
+        {
             return Err(ApiError::conflict(format!(
                 "Conflict. The container name \"/{new_name}\" is already in use by container \"{}\". \
                  You have to remove (or rename) that container to be able to reuse that name.",
@@ -594,7 +684,11 @@ impl Engine {
 
     /// Whether an image is used by any container (rmi refuses without force).
     pub fn image_users(&self, image_id: &str) -> Vec<String> {
-        self.map().values().filter(|e| e.lock().rec.image_id == image_id).map(|e| e.id.clone()).collect()
+        self.map()
+            .values()
+            .filter(|e| e.lock().rec.image_id == image_id)
+            .map(|e| e.id.clone())
+            .collect()
     }
 }
 
@@ -621,7 +715,11 @@ fn policy_of(rec: &Record) -> RestartPolicy {
 }
 
 fn stop_signal(config: &ContainerConfig) -> i32 {
-    config.stop_signal.as_deref().and_then(container::parse_signal).unwrap_or(15)
+    config
+        .stop_signal
+        .as_deref()
+        .and_then(container::parse_signal)
+        .unwrap_or(15)
 }
 
 pub fn short(id: &str) -> &str {
@@ -649,7 +747,9 @@ fn validate_host_config(hc: &crate::api::types::HostConfig) -> ApiResult<()> {
         return Err(ApiError::bad_request("Minimum memory limit allowed is 6MB"));
     }
     if hc.nano_cpus < 0 {
-        return Err(ApiError::bad_request("Range of CPUs is from 0.01 to the number of CPUs available"));
+        return Err(ApiError::bad_request(
+            "Range of CPUs is from 0.01 to the number of CPUs available",
+        ));
     }
     if let Some(ms) = hc.log_config.config.get("max-size") {
         parse_size(ms)?;
@@ -710,12 +810,22 @@ fn write_etc_files(
         Some(servers) if !servers.is_empty() => servers.iter().map(|s| format!("nameserver {s}\n")).collect(),
         _ => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
     };
-    let files = [("hostname", format!("{hostname}\n")), ("hosts", hosts), ("resolv.conf", resolv)];
+    let files = [
+        ("hostname", format!("{hostname}\n")),
+        ("hosts", hosts),
+        ("resolv.conf", resolv),
+    ];
     let mut binds = Vec::new();
     for (name, content) in files {
         let host = dir.join(name);
-        atomic::write(&host, content.as_bytes())?;
-        binds.push(BindFile { host, container: format!("/etc/{name}"), readonly: false });
+        // Regenerated at every start, so not state: no fsync on the start path.
+        fs::write(&host, content.as_bytes())
+            .map_err(|e| ApiError::internal(format!("writing {}: {e}", host.display())))?;
+        binds.push(BindFile {
+            host,
+            container: format!("/etc/{name}"),
+            readonly: false,
+        });
     }
     Ok(binds)
 }

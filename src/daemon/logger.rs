@@ -27,7 +27,9 @@ impl Log for StderrLogger {
 
 /// Install the logger; `level` is error, warn, info, debug or trace.
 pub fn init(level: &str) -> Result<(), String> {
-    let level: LevelFilter = level.parse().map_err(|_| format!("invalid log level {level:?}"))?;
+    let level: LevelFilter = level
+        .parse()
+        .map_err(|_| format!("invalid log level {level:?}"))?;
     let logger = Box::leak(Box::new(StderrLogger { level }));
     log::set_logger(logger).map_err(|e| e.to_string())?;
     log::set_max_level(level);

@@ -45,7 +45,12 @@ pub fn parse_line(line: &[u8]) -> Option<LogEntry> {
         _ => return None,
     };
     let nanos = crate::timefmt::parse(&l.time)?;
-    Some(LogEntry { stream, time: l.time, nanos, data: l.log.into_bytes() })
+    Some(LogEntry {
+        stream,
+        time: l.time,
+        nanos,
+        data: l.log.into_bytes(),
+    })
 }
 
 /// Where in the live log file reading stopped.
@@ -62,7 +67,10 @@ pub fn read(dir: &Path) -> io::Result<(Vec<LogEntry>, Position)> {
     if let Ok(rd) = fs::read_dir(dir) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(n) = name.strip_prefix("container.log.").and_then(|n| n.parse::<u32>().ok()) {
+            if let Some(n) = name
+                .strip_prefix("container.log.")
+                .and_then(|n| n.parse::<u32>().ok())
+            {
                 rotated.push((n, e.path()));
             }
         }
@@ -82,7 +90,10 @@ pub fn read(dir: &Path) -> io::Result<(Vec<LogEntry>, Position)> {
             // Stop at the last complete line; the rest is read by the follower once whole.
             let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
             parse_into(&data[..complete], &mut entries);
-            pos = Position { ino: f.metadata()?.ino(), offset: complete as u64 };
+            pos = Position {
+                ino: f.metadata()?.ino(),
+                offset: complete as u64,
+            };
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
@@ -91,7 +102,11 @@ pub fn read(dir: &Path) -> io::Result<(Vec<LogEntry>, Position)> {
 }
 
 fn parse_into(data: &[u8], out: &mut Vec<LogEntry>) {
-    out.extend(data.split(|b| *b == b'\n').filter(|l| !l.is_empty()).filter_map(parse_line));
+    out.extend(
+        data.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .filter_map(parse_line),
+    );
 }
 
 /// Reads what is appended to the live log after a position, following rotations.
@@ -106,9 +121,16 @@ impl Follower {
     /// Follow from `pos` (as returned by `read`).
     pub fn new(dir: &Path, pos: Position) -> Follower {
         let path = dir.join(LOG_FILE);
-        let file = File::open(&path).ok().filter(|f| f.metadata().is_ok_and(|m| m.ino() == pos.ino));
+        let file = File::open(&path)
+            .ok()
+            .filter(|f| f.metadata().is_ok_and(|m| m.ino() == pos.ino));
         let pos = if file.is_some() { pos } else { Position::default() };
-        Follower { path, file, pos, partial: Vec::new() }
+        Follower {
+            path,
+            file,
+            pos,
+            partial: Vec::new(),
+        }
     }
 
     /// Follow only what is written from now on.
@@ -116,11 +138,22 @@ impl Follower {
         let path = dir.join(LOG_FILE);
         let file = File::open(&path).ok();
         let pos = match &file {
-            Some(f) => f.metadata().map(|m| Position { ino: m.ino(), offset: m.len() }).unwrap_or_default(),
+            Some(f) => f
+                .metadata()
+                .map(|m| Position {
+                    ino: m.ino(),
+                    offset: m.len(),
+                })
+                .unwrap_or_default(),
             None => Position::default(),
         };
         // A half-written line at the end is skipped whole: its tail does not parse.
-        Follower { path, file, pos, partial: Vec::new() }
+        Follower {
+            path,
+            file,
+            pos,
+            partial: Vec::new(),
+        }
     }
 
     /// New complete entries since the last call.
@@ -132,7 +165,10 @@ impl Follower {
             if self.file.is_none() || meta.ino() != self.pos.ino {
                 self.read_current(&mut out)?;
                 self.file = File::open(&self.path).ok();
-                self.pos = Position { ino: meta.ino(), offset: 0 };
+                self.pos = Position {
+                    ino: meta.ino(),
+                    offset: 0,
+                };
                 self.partial.clear();
                 self.read_current(&mut out)?;
             }
@@ -141,7 +177,9 @@ impl Follower {
     }
 
     fn read_current(&mut self, out: &mut Vec<LogEntry>) -> io::Result<()> {
-        let Some(f) = self.file.as_mut() else { return Ok(()) };
+        let Some(f) = self.file.as_mut() else {
+            return Ok(());
+        };
         f.seek(SeekFrom::Start(self.pos.offset))?;
         let mut data = Vec::new();
         f.read_to_end(&mut data)?;
@@ -157,7 +195,12 @@ impl Follower {
 }
 
 /// Which entries `docker logs` shows: `since`/`until` bounds, then the last `tail` of them.
-pub fn select(entries: Vec<LogEntry>, since: Option<i128>, until: Option<i128>, tail: Option<usize>) -> Vec<LogEntry> {
+pub fn select(
+    entries: Vec<LogEntry>,
+    since: Option<i128>,
+    until: Option<i128>,
+    tail: Option<usize>,
+) -> Vec<LogEntry> {
     let mut v: Vec<LogEntry> = entries
         .into_iter()
         .filter(|e| since.is_none_or(|s| e.nanos >= s) && until.is_none_or(|u| e.nanos <= u))
@@ -202,26 +245,43 @@ mod tests {
         live.write_all(line("c\n", "stdout", 3).as_bytes()).unwrap();
         live.write_all(b"{\"log\":\"torn").unwrap();
         let (entries, pos) = read(&dir).unwrap();
-        let texts: Vec<_> = entries.iter().map(|e| String::from_utf8_lossy(&e.data).into_owned()).collect();
+        let texts: Vec<_> = entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.data).into_owned())
+            .collect();
         assert_eq!(texts, ["a\n", "b\n", "c\n"]);
         assert_eq!(entries[1].stream, Stream::Stderr);
 
         let mut f = Follower::new(&dir, pos);
         assert!(f.poll().unwrap().is_empty());
         // Finish the torn line, then rotate and write to a new live file.
-        live.write_all(b"\",\"stream\":\"stdout\",\"time\":\"1970-01-01T00:00:00.000000004Z\"}\n").unwrap();
+        live.write_all(b"\",\"stream\":\"stdout\",\"time\":\"1970-01-01T00:00:00.000000004Z\"}\n")
+            .unwrap();
         fs::rename(dir.join(LOG_FILE), dir.join("container.log.1")).unwrap();
         fs::write(dir.join(LOG_FILE), line("e\n", "stdout", 5)).unwrap();
-        let got: Vec<_> = f.poll().unwrap().iter().map(|e| String::from_utf8_lossy(&e.data).into_owned()).collect();
+        let got: Vec<_> = f
+            .poll()
+            .unwrap()
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.data).into_owned())
+            .collect();
         assert_eq!(got, ["torn", "e\n"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn select_applies_since_until_tail() {
-        let mk = |n| LogEntry { stream: Stream::Stdout, time: String::new(), nanos: n, data: vec![] };
+        let mk = |n| LogEntry {
+            stream: Stream::Stdout,
+            time: String::new(),
+            nanos: n,
+            data: vec![],
+        };
         let all: Vec<_> = (1..=5).map(mk).collect();
-        let got: Vec<_> = select(all.clone(), Some(2), Some(4), None).iter().map(|e| e.nanos).collect();
+        let got: Vec<_> = select(all.clone(), Some(2), Some(4), None)
+            .iter()
+            .map(|e| e.nanos)
+            .collect();
         assert_eq!(got, [2, 3, 4]);
         let got: Vec<_> = select(all, None, None, Some(2)).iter().map(|e| e.nanos).collect();
         assert_eq!(got, [4, 5]);

@@ -17,18 +17,42 @@ use engine::{Engine, EngineConfig};
 /// Run the shoal daemon in the foreground.
 #[derive(FromArgs, Debug)]
 struct DaemonArgs {
+    /// configuration file (default /etc/shoal/config.toml; flags win over it)
+    #[argh(option)]
+    config: Option<PathBuf>,
     /// state directory (default /var/lib/shoal)
-    #[argh(option, default = "PathBuf::from(\"/var/lib/shoal\")")]
-    root: PathBuf,
+    #[argh(option)]
+    root: Option<PathBuf>,
     /// API socket path (default /run/shoal/shoal.sock)
-    #[argh(option, default = "PathBuf::from(\"/run/shoal/shoal.sock\")")]
-    socket: PathBuf,
+    #[argh(option)]
+    socket: Option<PathBuf>,
     /// cgroup under the daemon's own cgroup for containers (default shoal)
-    #[argh(option, default = "String::from(\"shoal\")")]
-    cgroup_parent: String,
+    #[argh(option)]
+    cgroup_parent: Option<String>,
     /// log level: error, warn, info, debug (default info)
-    #[argh(option, default = "String::from(\"info\")")]
+    #[argh(option)]
+    log_level: Option<String>,
+}
+
+/// What the daemon runs with: built-in defaults, then the config file, then flags.
+struct Settings {
+    root: PathBuf,
+    socket: PathBuf,
+    cgroup_parent: String,
     log_level: String,
+}
+
+fn settings(args: DaemonArgs) -> Result<Settings, String> {
+    let file = match &args.config {
+        Some(path) => crate::init::config::load(path)?,
+        None => crate::init::config::load_or_default(std::path::Path::new(crate::init::config::DEFAULT_PATH))?,
+    };
+    Ok(Settings {
+        root: args.root.unwrap_or(file.root),
+        socket: args.socket.unwrap_or(file.socket),
+        cgroup_parent: args.cgroup_parent.unwrap_or(file.cgroup_parent),
+        log_level: args.log_level.unwrap_or(file.log_level),
+    })
 }
 
 /// `shoal daemon [flags]`; returns the exit code.
@@ -50,7 +74,7 @@ pub fn main(args: &[String]) -> i32 {
             };
         }
     };
-    match run(parsed) {
+    match settings(parsed).and_then(run) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("shoal daemon: {e}");
@@ -59,15 +83,21 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
-fn run(args: DaemonArgs) -> Result<(), String> {
+fn run(args: Settings) -> Result<(), String> {
     logger::init(&args.log_level)?;
-    if args.cgroup_parent.contains("..") || args.cgroup_parent.starts_with('/') && args.cgroup_parent.len() == 1 {
+    if args.cgroup_parent.contains("..")
+        || args.cgroup_parent.starts_with('/') && args.cgroup_parent.len() == 1
+    {
         return Err(format!("invalid --cgroup-parent {:?}", args.cgroup_parent));
     }
     // Signals are taken by one thread with sigwait; block them before any thread starts.
     let signals = block_signals();
-    let config = EngineConfig { root: args.root.clone(), cgroup_parent: args.cgroup_parent.clone() };
-    let engine = Engine::open(config).map_err(|e| format!("opening state in {}: {e}", args.root.display()))?;
+    let config = EngineConfig {
+        root: args.root.clone(),
+        cgroup_parent: args.cgroup_parent.clone(),
+    };
+    let engine =
+        Engine::open(config).map_err(|e| format!("opening state in {}: {e}", args.root.display()))?;
     let listener = crate::api::bind(&args.socket).map_err(|e| e.to_string())?;
     engine.recover();
     let socket = args.socket.clone();
@@ -80,6 +110,10 @@ fn run(args: DaemonArgs) -> Result<(), String> {
             std::process::exit(0);
         })
         .map_err(|e| format!("starting the signal thread: {e}"))?;
+    // Tell systemd (Type=notify) or shoal's own init that the API is up.
+    if let Err(e) = crate::init::notify::notify("READY=1") {
+        log::warn!("{e}");
+    }
     log::info!(
         "shoal {} ready: API on unix://{}, state in {}",
         env!("CARGO_PKG_VERSION"),

@@ -2,17 +2,47 @@
 //! validation, and resolution of a user's reference (full ID, name, or unique ID prefix).
 
 const ADJECTIVES: &[&str] = &[
-    "admiring", "brave", "busy", "calm", "clever", "cool", "dazzling", "eager", "elastic", "epic",
-    "focused", "friendly", "gallant", "happy", "hopeful", "jolly", "keen", "kind", "lucid", "modest",
-    "nifty", "optimistic", "peaceful", "quirky", "relaxed", "serene", "sharp", "stoic", "tender",
-    "upbeat", "vibrant", "wizardly", "youthful", "zealous",
+    "admiring",
+    "brave",
+    "busy",
+    "calm",
+    "clever",
+    "cool",
+    "dazzling",
+    "eager",
+    "elastic",
+    "epic",
+    "focused",
+    "friendly",
+    "gallant",
+    "happy",
+    "hopeful",
+    "jolly",
+    "keen",
+    "kind",
+    "lucid",
+    "modest",
+    "nifty",
+    "optimistic",
+    "peaceful",
+    "quirky",
+    "relaxed",
+    "serene",
+    "sharp",
+    "stoic",
+    "tender",
+    "upbeat",
+    "vibrant",
+    "wizardly",
+    "youthful",
+    "zealous",
 ];
 
 const SURNAMES: &[&str] = &[
-    "agnesi", "babbage", "bohr", "curie", "darwin", "dijkstra", "einstein", "euler", "fermi",
-    "galileo", "goldberg", "hamilton", "hopper", "hypatia", "johnson", "kepler", "knuth", "lamport",
-    "liskov", "lovelace", "maxwell", "meitner", "noether", "pascal", "ritchie", "shannon", "thompson",
-    "torvalds", "turing", "wozniak",
+    "agnesi", "babbage", "bohr", "curie", "darwin", "dijkstra", "einstein", "euler", "fermi", "galileo",
+    "goldberg", "hamilton", "hopper", "hypatia", "johnson", "kepler", "knuth", "lamport", "liskov",
+    "lovelace", "maxwell", "meitner", "noether", "pascal", "ritchie", "shannon", "thompson", "torvalds",
+    "turing", "wozniak",
 ];
 
 /// A docker-style name from 64 random bits; `attempt` > 0 appends a digit, as docker does on
@@ -37,7 +67,9 @@ pub fn validate(name: &str) -> Result<&str, String> {
     if ok {
         Ok(n)
     } else {
-        Err(format!("Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"))
+        Err(format!(
+            "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        ))
     }
 }
 

@@ -452,8 +452,16 @@ impl Unpacker {
                     T::Block => rustix::fs::FileType::BlockDevice,
                     _ => rustix::fs::FileType::Fifo,
                 };
-                let major = entry.header().device_major()?.unwrap_or(0);
-                let minor = entry.header().device_minor()?.unwrap_or(0);
+                let (major, minor) = if kind == T::Fifo {
+                    (0, 0)
+                } else {
+                    let h = entry.header();
+                    let bad = |e: io::Error| invalid(format!("device number: {e}"));
+                    (
+                        h.device_major().map_err(bad)?.unwrap_or(0),
+                        h.device_minor().map_err(bad)?.unwrap_or(0),
+                    )
+                };
                 self.remove_existing(rel, path)?;
                 mknod(path, file_type, major, minor)?;
                 self.set_owner(path, attrs)?;
@@ -582,16 +590,22 @@ impl Unpacker {
 
 fn read_attrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Attrs> {
     let header = entry.header();
-    let mode = header.mode()? & 0o7777;
+    let old = header.as_old();
+    // Some writers leave numeric fields blank (all NUL or spaces); read those as 0.
+    let field = |value: io::Result<u64>, raw: &[u8]| match value {
+        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        other => other,
+    };
+    let mode = field(header.mode().map(u64::from), &old.mode)? as u32 & 0o7777;
     let owner = |v: u64, what: &str| {
         u32::try_from(v)
             .ok()
             .filter(|v| *v != u32::MAX)
             .ok_or_else(|| invalid(format!("{what} {v} is out of range")))
     };
-    let uid = owner(header.uid()?, "uid")?;
-    let gid = owner(header.gid()?, "gid")?;
-    let mut mtime = i64::try_from(header.mtime()?).unwrap_or(0);
+    let uid = owner(field(header.uid(), &old.uid)?, "uid")?;
+    let gid = owner(field(header.gid(), &old.gid)?, "gid")?;
+    let mut mtime = i64::try_from(field(header.mtime(), &old.mtime)?).unwrap_or(0);
     let mut xattrs = Vec::new();
     if let Some(pax) = entry.pax_extensions()? {
         for ext in pax {
@@ -865,6 +879,31 @@ mod tests {
             .read_to_end(&mut Vec::new())
             .unwrap_err();
         assert!(err.to_string().contains("changed on disk"), "{err}");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn long_names_and_pax_records_rebuild_exactly() {
+        let d = tmpdir("long");
+        let long = format!("{}/{}", "d".repeat(120), "f".repeat(120));
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o644);
+        b.append_data(&mut h, &long, &b"abc"[..]).unwrap();
+        b.append_pax_extensions([("SCHILY.xattr.user.x", &b"1"[..])])
+            .unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_size(2);
+        h.set_mode(0o600);
+        b.append_data(&mut h, "short", &b"hi"[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        let u = unpack(&tar[..], &d).unwrap();
+        assert_eq!(u.meta.tar_size, tar.len() as u64);
+        assert_eq!(fs::read(d.join(FS_DIR).join(&long)).unwrap(), b"abc");
+        let mut rebuilt = Vec::new();
+        TarRebuilder::open(&d).unwrap().read_to_end(&mut rebuilt).unwrap();
+        assert!(rebuilt == tar, "rebuilt tar differs");
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -34,8 +34,10 @@ pub enum Layout {
     V2 { mountpoint: PathBuf, own: String },
 }
 
-/// v1 controllers a container joins (others, like cpuset or name=systemd, are left alone).
-const V1_CONTROLLERS: [&str; 7] = ["memory", "cpu", "cpuacct", "pids", "devices", "freezer", "blkio"];
+/// v1 controllers a container joins (others, like cpuset, freezer or name=systemd, are left
+/// alone).
+/// Each costs a mkdir and a move at every start, so only those limits and stats need.
+const V1_CONTROLLERS: [&str; 5] = ["memory", "cpu", "cpuacct", "pids", "devices"];
 
 /// The cgroups a container was given; recorded in the container dir so that any later daemon
 /// can read stats, detect OOM kills and remove them.
@@ -209,8 +211,25 @@ fn mkdir(dir: &Path) -> io::Result<()> {
 pub fn create(layout: &Layout, parent: &str, id: &str, limits: &Limits) -> io::Result<Cgroups> {
     match layout {
         Layout::V1(hs) => create_v1(hs, parent, id, limits),
-        Layout::V2 { mountpoint, own } => create_v2(mountpoint, own, parent, id, limits),
+        Layout::V2 { mountpoint, own } => {
+            let cg = create_v2(mountpoint, own, parent, id, limits)?;
+            if !limits.all_devices {
+                restrict_devices_v2(&cg.dirs[0].1)?;
+            }
+            Ok(cg)
+        }
     }
+}
+
+/// Apply the device allow-list to a v2 cgroup (an eBPF program; see `devices`).
+pub fn restrict_devices_v2(dir: &Path) -> io::Result<()> {
+    let insns = super::devices::encode(&super::devices::program());
+    crate::sys::attach_device_program(dir, &insns).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("attaching the device policy to {}: {e}", dir.display()),
+        )
+    })
 }
 
 fn create_v1(hierarchies: &[Hierarchy], parent: &str, id: &str, limits: &Limits) -> io::Result<Cgroups> {

@@ -5,7 +5,7 @@
 //! "<exit code> <message>" and the process exits; a successful execve closes the pipe
 //! (close-on-exec), which the shim reads as success.
 
-use super::{caps, cgroup, seccomp, user, BindFile, ContainerSpec, NetworkMode};
+use super::{caps, seccomp, user, BindFile, ContainerSpec, NetworkMode};
 use crate::sys;
 use std::ffi::CString;
 use std::fs;
@@ -39,7 +39,10 @@ pub(crate) enum Stdio {
 pub(crate) struct InitContext {
     pub spec: ContainerSpec,
     pub rootfs: PathBuf,
-    pub cgroup_procs: Vec<PathBuf>,
+    /// The shim moves this process into the container's cgroups while it sets up its mounts
+    /// (a v1 cgroup move waits for an RCU grace period: better spent in parallel), then
+    /// writes one byte here.
+    pub cgroups_joined: OwnedFd,
     pub stdio: Stdio,
     pub err_pipe: OwnedFd,
 }
@@ -73,7 +76,6 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// Run in the cloned child: set up and exec, never returning.
 pub(crate) fn run(ctx: InitContext) -> ! {
     let err_fd = ctx.err_pipe.as_raw_fd();
-    // Borrowed, not moved: the error pipe must stay open until the failure is written.
     let Failure(code, msg) = match setup_and_exec(&ctx) {
         Ok(never) => match never {},
         Err(f) => f,
@@ -92,16 +94,6 @@ fn setup_and_exec(c: &InitContext) -> Result<std::convert::Infallible, Failure> 
     let spec = &c.spec;
     sys::umask(0);
     let _ = sys::setsid();
-    // Join the container's cgroups, then make them the root of a new cgroup namespace.
-    for procs in &c.cgroup_procs {
-        let dir = procs.parent().unwrap_or(Path::new("/"));
-        ctx(cgroup::write_file(dir, "cgroup.procs", "0"), || {
-            format!("joining cgroup {}", dir.display())
-        })?;
-    }
-    ctx(sys::unshare(sys::CLONE_NEWCGROUP), || {
-        "creating cgroup namespace".into()
-    })?;
     match &spec.network {
         NetworkMode::None => ctx(sys::loopback_up(), || "bringing up lo".into())?,
         NetworkMode::Host => {}
@@ -125,9 +117,6 @@ fn setup_and_exec(c: &InitContext) -> Result<std::convert::Infallible, Failure> 
     )?;
     mount_rootfs(spec, &c.rootfs)?;
     mount_standard(spec, &c.rootfs)?;
-    // Host files are bound before pivot_root (a bind source must be reachable in this mount
-    // namespace), at targets resolved inside the rootfs so an image's symlinks cannot point
-    // a mount at the host.
     bind_files(&spec.files, &c.rootfs)?;
     pivot_into(&c.rootfs)?;
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
@@ -145,6 +134,11 @@ fn setup_and_exec(c: &InitContext) -> Result<std::convert::Infallible, Failure> 
             "making rootfs read-only".into()
         })?;
     }
+    wait_for_cgroups(c.cgroups_joined.as_raw_fd())?;
+    // The container's cgroups become the root of its own cgroup namespace.
+    ctx(sys::unshare(sys::CLONE_NEWCGROUP), || {
+        "creating cgroup namespace".into()
+    })?;
     if !spec.hostname.is_empty() {
         ctx(sys::sethostname(&spec.hostname), || {
             format!("setting hostname {:?}", spec.hostname)
@@ -178,8 +172,28 @@ fn setup_and_exec(c: &InitContext) -> Result<std::convert::Infallible, Failure> 
     exec(&program, &spec.args, &env)
 }
 
+fn wait_for_cgroups(fd: RawFd) -> Result<(), Failure> {
+    let mut byte = [0u8; 1];
+    loop {
+        // SAFETY: reading one byte into a valid buffer.
+        let n = unsafe { libc::read(fd, byte.as_mut_ptr() as *mut libc::c_void, 1) };
+        if n == 1 {
+            return Ok(());
+        }
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return Err(Failure::other(
+            "the shim could not place the container in its cgroups",
+        ));
+    }
+}
+
 /// Apply identity, capabilities, no_new_privs and seccomp to the current process.
 pub(crate) fn harden(id: &user::Identity, cap_mask: u64, privileged: bool) -> Result<(), Failure> {
+    // "All" means all that this process may still hand out (a daemon may run with a reduced
+    // bounding set itself).
+    let cap_mask = cap_mask & sys::bounding_set();
     for cap in 0..=sys::cap_last_cap() {
         if cap_mask & caps::bit(cap) == 0 {
             ctx(sys::capbset_drop(cap), || {
@@ -317,19 +331,47 @@ fn mount_standard(spec: &ContainerSpec, root: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Bind the daemon's files (hosts, hostname, resolv.conf) into the rootfs. The target is
+/// resolved without following symlinks, so an image cannot point a mount at a host path: a
+/// symlink in the last component is replaced by a plain file (in the container's upper
+/// layer), one in a parent directory is an error.
 fn bind_files(files: &[BindFile], root: &Path) -> Result<(), Failure> {
     for f in files {
-        if !f.container.starts_with('/') {
-            return Err(Failure::other(format!("bind target {:?} is not absolute", f.container)));
+        let rel = Path::new(&f.container);
+        if !rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(Failure::other(format!(
+                "bind target {:?} must be an absolute path without ..",
+                f.container
+            )));
         }
-        let target = ctx(super::paths::resolve_in_root(root, &f.container), || {
-            format!("resolving {} in the rootfs", f.container)
-        })?;
-        if let Some(parent) = target.parent() {
-            mkdirs(parent)?;
-        }
-        if fs::symlink_metadata(&target).is_err() {
-            ctx(fs::File::create(&target), || format!("creating {}", f.container))?;
+        let mut target = root.to_path_buf();
+        let parts: Vec<_> = rel.components().skip(1).collect();
+        for (i, part) in parts.iter().enumerate() {
+            target.push(part);
+            let last = i + 1 == parts.len();
+            match fs::symlink_metadata(&target) {
+                Ok(m) if m.file_type().is_symlink() && last => {
+                    ctx(fs::remove_file(&target), || {
+                        format!("replacing symlink {}", f.container)
+                    })?;
+                }
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(Failure::other(format!(
+                        "bind target {}: a parent directory is a symlink",
+                        f.container
+                    )));
+                }
+                Ok(_) => continue,
+                Err(_) if !last => mkdirs(&target)?,
+                Err(_) => {}
+            }
+            if last {
+                ctx(fs::File::create(&target), || format!("creating {}", f.container))?;
+            }
         }
         ctx(sys::bind(&f.host, &target, false), || {
             format!("binding {} at {}", f.host.display(), f.container)

@@ -56,9 +56,10 @@ impl ExecProcess {
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
     }
 
-    /// Send a signal to the program (through the helper, which forwards it).
+    /// Send a signal to the program. Sent directly, not through the helper: SIGKILL cannot be
+    /// forwarded. The pid cannot have been reused while the helper, its parent, has not reaped it.
     pub fn kill(&self, signal: i32) -> io::Result<()> {
-        sys::kill(self.helper.id() as i32, signal)
+        sys::kill(self.pid as i32, signal)
     }
 
     pub fn resize(&self, rows: u16, cols: u16) -> io::Result<()> {
@@ -85,12 +86,15 @@ pub fn exec(dir: &Path, spec: &ExecSpec) -> Result<ExecProcess, StartError> {
     let mut cmd = Command::new(super::shim_binary());
     cmd.arg("shim").arg("exec").arg(dir).arg(json);
     let mut pty = None;
+    let mut pty_sock = None;
     if spec.tty {
-        let (master, slave) = sys::open_pty(Path::new("/dev/ptmx"))
-            .map_err(|e| StartError::Other(format!("creating a pty: {e}")))?;
-        let s = |fd: &OwnedFd| fd.try_clone().map(Stdio::from).map_err(other);
-        cmd.stdin(s(&slave)?).stdout(s(&slave)?).stderr(s(&slave)?);
-        pty = Some(File::from(master));
+        // The pty is made inside the container (its own devpts), so the program sees a
+        // /dev/pts/N that exists there; the helper sends the master back on fd 4.
+        let (ours, theirs) = sys::socketpair().map_err(other)?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        pty_sock = Some((ours, theirs));
     } else {
         cmd.stdin(if spec.open_stdin {
             Stdio::piped()
@@ -101,21 +105,32 @@ pub fn exec(dir: &Path, spec: &ExecSpec) -> Result<ExecProcess, StartError> {
     }
     let (status_r, status_w) = sys::pipe().map_err(other)?;
     let status_fd = status_w.as_raw_fd();
+    let pty_fd = pty_sock.as_ref().map(|(_, theirs)| theirs.as_raw_fd());
     // SAFETY: only dup2 (async-signal-safe) runs between fork and exec.
     unsafe {
-        cmd.pre_exec(move || sys::dup2(status_fd, super::shim::STATUS_FD));
+        cmd.pre_exec(move || match pty_fd {
+            Some(fd) => sys::place_fds(&[(status_fd, super::shim::STATUS_FD), (fd, super::shim::ATTACH_FD)]),
+            None => sys::place_fds(&[(status_fd, super::shim::STATUS_FD)]),
+        });
     }
     let mut helper = cmd
         .spawn()
         .map_err(|e| StartError::Other(format!("spawning exec helper: {e}")))?;
     drop(cmd);
     drop(status_w);
+    let pty_sock = pty_sock.map(|(ours, _theirs)| ours);
     let mut report = String::new();
     let _ = File::from(status_r).read_to_string(&mut report);
     let (pid, err) = super::shim::parse_report(&report);
     if let Some(err) = err {
         let _ = helper.wait();
         return Err(err);
+    }
+    if let Some(sock) = pty_sock {
+        match sys::recv_fd(sock.as_raw_fd()) {
+            Ok(Some(master)) => pty = Some(File::from(master)),
+            _ => return Err(StartError::Other("the exec helper sent no pty".into())),
+        }
     }
     let take = |o: Option<OwnedFd>| o.map(File::from);
     Ok(ExecProcess {
@@ -135,6 +150,9 @@ pub(crate) fn helper_main(args: &[String]) -> i32 {
         return 125;
     }
     let _ = sys::set_cloexec(super::shim::STATUS_FD, true);
+    if sys::fd_is_open(super::shim::ATTACH_FD) {
+        let _ = sys::set_cloexec(super::shim::ATTACH_FD, true);
+    }
     // SAFETY: fd 3 is open and handed to this process to own.
     let mut status = unsafe { File::from_raw_fd(super::shim::STATUS_FD) };
     let (dir, json) = match args {
@@ -191,12 +209,26 @@ fn join_and_fork(dir: &Path, spec: &ExecSpec) -> Result<i32, Failure> {
         sys::setns(f.as_raw_fd(), *kind).map_err(fail(format!("joining {path}")))?;
     }
     drop(namespaces);
+    let slave = if spec.tty {
+        let (master, slave) = sys::open_pty(Path::new("/dev/pts/ptmx"))
+            .map_err(fail("creating a pty in the container".into()))?;
+        sys::send_fd(super::shim::ATTACH_FD, master.as_raw_fd())
+            .map_err(fail("handing over the pty".into()))?;
+        Some(slave)
+    } else {
+        None
+    };
     let (err_r, err_w) = sys::pipe().map_err(fail("creating a pipe".into()))?;
     sys::block_all_signals();
     // SAFETY: the helper is single-threaded.
     let child = unsafe { sys::fork() }.map_err(fail("forking".into()))?;
     if child == 0 {
         drop(err_r);
+        if let Some(slave) = &slave {
+            for to in 0..3 {
+                let _ = sys::dup2(slave.as_raw_fd(), to);
+            }
+        }
         let Failure(code, msg) = match program(spec) {
             Ok(never) => match never {},
             Err(f) => f,

@@ -11,16 +11,19 @@
 //!   mount namespace; nothing is mounted on the host.
 //!
 //! Files in a container dir: `spec.json` (written by [`start`]), `state.json` (pid, start
-//! time, written by the shim once the program runs), `cgroups.json`, `shim.sock`,
-//! `container.log*`, `exit.json` (written atomically by the shim after the exit).
+//! time and cgroups, written by the shim once the program runs), `shim.sock`,
+//! `container.log*`, `exit.json` (written atomically and durably by the shim after the exit).
+//!
+//! `spec.json` and `state.json` describe processes, which a power cut ends anyway: they are
+//! replaced by rename (never half-written) but not fsynced, keeping disk flushes out of the
+//! start path. The daemon keeps its own durable record of each container.
 
 pub mod caps;
 pub mod cgroup;
-pub mod clock;
 mod container;
+pub mod devices;
 pub mod exec;
 pub mod logs;
-pub mod paths;
 mod proto;
 pub mod seccomp;
 pub mod shim;
@@ -42,7 +45,6 @@ use std::sync::OnceLock;
 pub(crate) const SPEC_FILE: &str = "spec.json";
 pub(crate) const STATE_FILE: &str = "state.json";
 pub(crate) const EXIT_FILE: &str = "exit.json";
-pub(crate) const CGROUPS_FILE: &str = "cgroups.json";
 pub(crate) const SHIM_LOG: &str = "shim.log";
 /// The mount point of the rootfs inside the container's mount namespace (empty on the host).
 pub(crate) const ROOTFS_DIR: &str = "rootfs";
@@ -188,6 +190,25 @@ pub(crate) struct RunState {
     pub pid: u32,
     pub shim_pid: u32,
     pub started_at: String,
+    pub cgroups: cgroup::Cgroups,
+}
+
+/// Replace `path` with the JSON of `value` by writing a temp file and renaming it over: a
+/// reader sees the old or the new file, never a mix. Not fsynced: for state that describes
+/// running processes and so means nothing after a power cut (see the module doc).
+pub(crate) fn write_runtime_file<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let data = serde_json::to_vec(value).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, &data)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io::Error::new(e.kind(), format!("writing {}: {e}", path.display()))
+        })
 }
 
 /// Which output stream a chunk came from. With a tty everything is `Stdout`.
@@ -241,13 +262,19 @@ fn start_with(dir: &Path, spec: &ContainerSpec, attached: bool) -> Result<(u32, 
             spec.id
         )));
     }
+    if let ContainerState::Running { pid, .. } = state(dir) {
+        return Err(StartError::Other(format!(
+            "container in {} is already running (pid {pid})",
+            dir.display()
+        )));
+    }
     for stale in [EXIT_FILE, STATE_FILE] {
         match std::fs::remove_file(dir.join(stale)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(other(e)),
             _ => {}
         }
     }
-    crate::storage::atomic::write_json(&dir.join(SPEC_FILE), spec).map_err(other)?;
+    write_runtime_file(&dir.join(SPEC_FILE), spec).map_err(other)?;
     let (status_r, status_w) = crate::sys::pipe().map_err(other)?;
     let (client, shim_end) = if attached {
         let (a, b) = crate::sys::socketpair().map_err(other)?;
@@ -270,15 +297,12 @@ fn start_with(dir: &Path, spec: &ContainerSpec, attached: bool) -> Result<(u32, 
         .stderr(shim_log);
     let status_fd = status_w.as_raw_fd();
     let shim_fd = shim_end.as_ref().map(|f| f.as_raw_fd());
-    // SAFETY: the closure runs between fork and exec and only calls dup2, which is
-    // async-signal-safe; dup2 also clears close-on-exec on the new descriptors.
+    // SAFETY: the closure runs between fork and exec and only calls fcntl and dup2, which
+    // are async-signal-safe; dup2 also clears close-on-exec on the new descriptors.
     unsafe {
-        cmd.pre_exec(move || {
-            crate::sys::dup2(status_fd, shim::STATUS_FD)?;
-            if let Some(fd) = shim_fd {
-                crate::sys::dup2(fd, shim::ATTACH_FD)?;
-            }
-            Ok(())
+        cmd.pre_exec(move || match shim_fd {
+            Some(fd) => crate::sys::place_fds(&[(status_fd, shim::STATUS_FD), (fd, shim::ATTACH_FD)]),
+            None => crate::sys::place_fds(&[(status_fd, shim::STATUS_FD)]),
         });
     }
     let mut child = cmd
@@ -326,7 +350,7 @@ fn lost_shim(dir: &Path) -> ExitInfo {
     ExitInfo {
         code: 255,
         oom_killed: false,
-        finished_at: clock::now(),
+        finished_at: crate::timefmt::now(),
         error: format!("the shim of {} is gone without recording an exit", dir.display()),
     }
 }
@@ -340,18 +364,23 @@ pub fn wait(dir: &Path) -> io::Result<ExitInfo> {
     match proto::connect(dir) {
         Ok(mut sock) => {
             // The shim never writes to an idle connection; EOF means the exit is recorded.
+            // A reset means the shim exited before accepting this connection: also the end.
             let mut sink = [0u8; 64];
             loop {
                 match sock.read(&mut sink) {
                     Ok(0) => break,
                     Ok(_) => {}
-                    // A reset is the shim going away too: the exit file says how it ended.
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(io::Error::new(e.kind(), format!("waiting for {}: {e}", dir.display()))),
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("waiting for {}: {e}", dir.display()),
+                        ))
+                    }
                 }
             }
-            read_exit()
+            read_exit().or_else(|_| Ok(lost_shim(dir)))
         }
         Err(e) => read_exit().or_else(|_| {
             if dir.join(STATE_FILE).exists() {
@@ -451,7 +480,7 @@ impl Attach {
 }
 
 pub(crate) fn read_cgroups(dir: &Path) -> io::Result<cgroup::Cgroups> {
-    crate::storage::atomic::read_json(&dir.join(CGROUPS_FILE))
+    Ok(read_run_state(dir)?.cgroups)
 }
 
 pub(crate) fn read_run_state(dir: &Path) -> io::Result<RunState> {

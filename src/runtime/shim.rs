@@ -8,7 +8,7 @@
 //! resizes, and finally writes `exit.json` before closing every connection.
 
 use super::container::{self, InitContext, Stdio};
-use super::{cgroup, clock, logs, proto, ContainerSpec, ExitInfo, RunState, StartError, Stream};
+use super::{cgroup, logs, proto, ContainerSpec, ExitInfo, RunState, StartError, Stream};
 use crate::storage::atomic;
 use crate::sys::{self, ChildExit};
 use std::fs::File;
@@ -101,7 +101,7 @@ fn run(dir: &Path, attached: bool) -> i32 {
             let exit = ExitInfo {
                 code: err.code(),
                 oom_killed: false,
-                finished_at: clock::now(),
+                finished_at: crate::timefmt::now(),
                 error: err.message().to_string(),
             };
             if let Err(e) = atomic::write_json(&dir.join(super::EXIT_FILE), &exit) {
@@ -139,22 +139,29 @@ fn launch(dir: &Path) -> Result<Running, StartError> {
         all_devices: spec.privileged,
     };
     let id = if spec.id.is_empty() {
-        "container"
+        "container".to_string()
     } else {
-        spec.id.as_str()
+        spec.id.clone()
     };
-    let cgroups = cgroup::create(&layout, &spec.cgroup_parent, id, &limits).map_err(other)?;
-    let result = launch_in(dir, spec, cgroups.clone());
-    if result.is_err() {
-        let _ = cgroups.remove();
-    }
-    result
+    // The cgroups are made while the container's init sets up its mounts (both take several
+    // milliseconds on v1); the init waits for them before it unshares its cgroup namespace.
+    let make_cgroups = move |parent: &str| cgroup::create(&layout, parent, &id, &limits);
+    launch_in(dir, spec, make_cgroups)
 }
 
-fn launch_in(dir: &Path, spec: ContainerSpec, cgroups: cgroup::Cgroups) -> Result<Running, StartError> {
+fn launch_in(
+    dir: &Path,
+    spec: ContainerSpec,
+    make_cgroups: impl FnOnce(&str) -> io::Result<cgroup::Cgroups>,
+) -> Result<Running, StartError> {
     let other = |e: io::Error| StartError::Other(e.to_string());
-    atomic::write_json(&dir.join(super::CGROUPS_FILE), &cgroups).map_err(other)?;
     let listener = proto::bind(dir).map_err(other)?;
+    // Whoever can use the socket can signal the container and type into it: root only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let sock = dir.join(proto::SOCKET);
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).map_err(other)?;
+    }
     let (err_r, err_w) = sys::pipe().map_err(other)?;
     let mut outputs = vec![];
     let mut stdin = None;
@@ -181,10 +188,11 @@ fn launch_in(dir: &Path, spec: ContainerSpec, cgroups: cgroup::Cgroups) -> Resul
     if spec.network == super::NetworkMode::None {
         flags |= sys::CLONE_NEWNET;
     }
+    let (joined_r, joined_w) = sys::pipe().map_err(other)?;
     let ctx = InitContext {
         spec: spec.clone(),
         rootfs: dir.join(super::ROOTFS_DIR),
-        cgroup_procs: cgroups.procs_files(),
+        cgroups_joined: joined_r,
         stdio,
         err_pipe: err_w,
     };
@@ -195,48 +203,77 @@ fn launch_in(dir: &Path, spec: ContainerSpec, cgroups: cgroup::Cgroups) -> Resul
         container::run(ctx)
     }
     drop(ctx);
-    let mut tty = None;
-    if let Some(sock) = tty_sock {
-        // The child sends the pty master once it has created it, or exits having failed.
-        if let Ok(Some(master)) = sys::recv_fd(sock.as_raw_fd()) {
-            tty = Some(master);
+    let cgroups = match make_cgroups(&spec.cgroup_parent) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            let _ = sys::waitpid(pid, false);
+            return Err(other(e));
         }
-    }
-    let mut report = String::new();
-    let _ = File::from(err_r).read_to_string(&mut report);
-    if !report.is_empty() || (spec.tty && tty.is_none()) {
-        let _ = sys::waitpid(pid, false);
-        let (code, msg) = report
-            .split_once(' ')
-            .unwrap_or(("125", "the container's init failed to start"));
-        return Err(StartError::from_code(
-            code.parse().unwrap_or(125),
-            msg.to_string(),
-        ));
-    }
-    if let Some(master) = &tty {
-        let dup = |fd: &OwnedFd| fd.try_clone().map_err(other);
-        outputs.push((dup(master)?, Stream::Stdout));
-        if spec.open_stdin {
-            stdin = Some(dup(master)?);
-        }
-    }
-    let state = RunState {
-        pid: pid as u32,
-        shim_pid: std::process::id(),
-        started_at: clock::now(),
     };
-    atomic::write_json(&dir.join(super::STATE_FILE), &state).map_err(other)?;
-    Ok(Running {
-        pid,
-        spec,
-        cgroups,
-        listener,
-        signals,
-        outputs,
-        stdin,
-        tty,
-    })
+    let for_cleanup = cgroups.clone();
+    let rest = move || -> Result<Running, StartError> {
+        for procs in cgroups.procs_files() {
+            let d = procs.parent().unwrap_or(Path::new("/"));
+            if let Err(e) = cgroup::write_file(d, "cgroup.procs", &pid.to_string()) {
+                let _ = sys::kill(pid, libc::SIGKILL);
+                let _ = sys::waitpid(pid, false);
+                return Err(StartError::Other(format!(
+                    "placing the container in cgroup {}: {e}",
+                    d.display()
+                )));
+            }
+        }
+        let _ = File::from(joined_w).write_all(b"1");
+        let mut tty = None;
+        if let Some(sock) = tty_sock {
+            // The child sends the pty master once it has created it, or exits having failed.
+            if let Ok(Some(master)) = sys::recv_fd(sock.as_raw_fd()) {
+                tty = Some(master);
+            }
+        }
+        let mut report = String::new();
+        let _ = File::from(err_r).read_to_string(&mut report);
+        if !report.is_empty() || (spec.tty && tty.is_none()) {
+            let _ = sys::waitpid(pid, false);
+            let (code, msg) = report
+                .split_once(' ')
+                .unwrap_or(("125", "the container's init failed to start"));
+            return Err(StartError::from_code(
+                code.parse().unwrap_or(125),
+                msg.to_string(),
+            ));
+        }
+        if let Some(master) = &tty {
+            let dup = |fd: &OwnedFd| fd.try_clone().map_err(other);
+            outputs.push((dup(master)?, Stream::Stdout));
+            if spec.open_stdin {
+                stdin = Some(dup(master)?);
+            }
+        }
+        let state = RunState {
+            pid: pid as u32,
+            shim_pid: std::process::id(),
+            started_at: crate::timefmt::now(),
+            cgroups: cgroups.clone(),
+        };
+        super::write_runtime_file(&dir.join(super::STATE_FILE), &state).map_err(other)?;
+        Ok(Running {
+            pid,
+            spec,
+            cgroups,
+            listener,
+            signals,
+            outputs,
+            stdin,
+            tty,
+        })
+    };
+    let result = rest();
+    if result.is_err() {
+        let _ = for_cleanup.remove();
+    }
+    result
 }
 
 struct Client {
@@ -427,7 +464,7 @@ fn serve(dir: &Path, mut r: Running, attach_client: Option<UnixStream>) -> i32 {
             clients.remove(i);
         }
     }
-    finish(dir, &r, exited, log, clients)
+    finish(dir, r, exited, log, clients)
 }
 
 fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
@@ -545,7 +582,7 @@ fn handle(
 
 fn finish(
     dir: &Path,
-    r: &Running,
+    r: Running,
     exited: Option<ChildExit>,
     log: Option<logs::Writer>,
     mut clients: Vec<Client>,
@@ -557,15 +594,21 @@ fn finish(
     let exit = ExitInfo {
         code,
         oom_killed: r.cgroups.oom_killed(),
-        finished_at: clock::now(),
+        finished_at: crate::timefmt::now(),
         error: String::new(),
     };
     let mut status = 0;
-    if let Err(e) = atomic::write_json(&dir.join(super::EXIT_FILE), &exit) {
+    // Renamed into place first (readers see it complete at once) and made durable below,
+    // after the waiters are released: a disk flush must not delay `docker run --rm`.
+    let exit_path = dir.join(super::EXIT_FILE);
+    let recorded = super::write_runtime_file(&exit_path, &exit);
+    if let Err(e) = &recorded {
         eprintln!("shoal shim: recording the exit: {e}");
         status = 125;
     }
     let _ = std::fs::remove_file(dir.join(proto::SOCKET));
+    // Closing the listener resets connections not yet accepted: their clients see the end.
+    drop(r.listener);
     // Deliver the last output to attached clients; a client that does not read is dropped.
     for c in clients.iter_mut() {
         let _ = c.sock.set_nonblocking(false);
@@ -573,6 +616,16 @@ fn finish(
         let _ = c.sock.write_all(&c.out);
     }
     drop(clients);
+    if recorded.is_ok() {
+        let synced = File::open(&exit_path)
+            .and_then(|f| f.sync_all())
+            .and_then(|()| atomic::sync_dir(dir));
+        if let Err(e) = synced {
+            // fsync errors are not retried: the data may already be lost.
+            eprintln!("shoal shim: syncing {}: {e}", exit_path.display());
+            status = 125;
+        }
+    }
     if let Err(e) = r.cgroups.remove() {
         eprintln!("shoal shim: {e}");
     }

@@ -38,9 +38,13 @@ impl ProcessRow {
 
 /// The processes of the container in `dir`, by pid.
 pub fn top(dir: &Path) -> io::Result<Vec<ProcessRow>> {
-    let cg = super::read_cgroups(dir)?;
-    let mut pids = cg.pids()?;
+    let run = super::read_run_state(dir)?;
+    let mut pids = run.cgroups.pids()?;
     pids.sort_unstable();
+    // Exec helpers sit in the cgroup but outside the container's pid namespace: not shown.
+    let ns = |pid: u32| fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let container_ns = ns(run.pid);
+    pids.retain(|p| container_ns.is_none() || ns(*p) == container_ns);
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
     let ticks = crate::sys::clock_ticks();
     let stat = fs::read_to_string("/proc/stat").unwrap_or_default();

@@ -144,7 +144,7 @@ pub unsafe fn clone_fork(flags: libc::c_int) -> io::Result<libc::pid_t> {
 /// The caller must be single-threaded (see [`clone_fork`]).
 pub unsafe fn fork() -> io::Result<libc::pid_t> {
     // SAFETY: the caller guarantees single-threadedness.
-    Ok(check(unsafe { libc::fork() })?)
+    check(unsafe { libc::fork() })
 }
 
 /// setsid(2); an error (already a group leader) is ignored by callers that only need a session.
@@ -178,6 +178,27 @@ pub fn set_winsize(fd: RawFd, rows: u16, cols: u16) -> io::Result<()> {
 pub fn dup2(from: RawFd, to: RawFd) -> io::Result<()> {
     // SAFETY: dup2 takes two fds; bad ones are reported as EBADF.
     check(unsafe { libc::dup2(from, to) })?;
+    Ok(())
+}
+
+/// Put each `from` descriptor at its `to` number (clearing close-on-exec there), even when
+/// some `from` already sits on another pair's `to`: all are first moved out of the way.
+/// Async-signal-safe (no allocation), for use between fork and exec.
+pub fn place_fds(pairs: &[(RawFd, RawFd)]) -> io::Result<()> {
+    let mut moved = [0 as RawFd; 8];
+    if pairs.len() > moved.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors to place",
+        ));
+    }
+    for (i, (from, _)) in pairs.iter().enumerate() {
+        // SAFETY: F_DUPFD_CLOEXEC duplicates onto the lowest free number >= 64.
+        moved[i] = check(unsafe { libc::fcntl(*from, libc::F_DUPFD_CLOEXEC, 64) })?;
+    }
+    for (i, (_, to)) in pairs.iter().enumerate() {
+        dup2(moved[i], *to)?;
+    }
     Ok(())
 }
 
@@ -534,6 +555,18 @@ pub fn cap_last_cap() -> u32 {
         .unwrap_or(40)
 }
 
+/// The capabilities in this process's bounding set (a container can hold no others).
+pub fn bounding_set() -> u64 {
+    let mut mask = 0u64;
+    for cap in 0..=cap_last_cap().min(63) {
+        // SAFETY: PR_CAPBSET_READ takes the capability number and returns 0 or 1.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) } == 1 {
+            mask |= 1 << cap;
+        }
+    }
+    mask
+}
+
 /// capset(2) with 64-bit masks (version 3 header).
 pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> io::Result<()> {
     #[repr(C)]
@@ -661,4 +694,78 @@ pub fn online_cpus() -> u32 {
     // SAFETY: sysconf takes a plain int.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     n.max(1) as u32
+}
+
+/// Load a BPF_PROG_TYPE_CGROUP_DEVICE program (encoded instructions) and attach it to the
+/// cgroup v2 directory `cgroup` (BPF_F_ALLOW_MULTI, so other managers' programs stay).
+/// The attachment holds the program; the fds are closed on return.
+pub fn attach_device_program(cgroup: &Path, insns: &[u64]) -> io::Result<()> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct ProgLoad {
+        prog_type: u32,
+        insn_cnt: u32,
+        insns: u64,
+        license: u64,
+        log_level: u32,
+        log_size: u32,
+        log_buf: u64,
+        kern_version: u32,
+        prog_flags: u32,
+        rest: [u64; 16],
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct ProgAttach {
+        target_fd: u32,
+        attach_bpf_fd: u32,
+        attach_type: u32,
+        attach_flags: u32,
+        replace_bpf_fd: u32,
+        rest: [u32; 11],
+    }
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_ATTACH: libc::c_long = 8;
+    const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+    const BPF_CGROUP_DEVICE: u32 = 6;
+    const BPF_F_ALLOW_MULTI: u32 = 2;
+    let license = b"GPL\0";
+    let load = ProgLoad {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        ..ProgLoad::default()
+    };
+    // SAFETY: `load` is a valid bpf_attr prefix (zero-padded) pointing at live buffers.
+    let prog = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &load,
+            std::mem::size_of::<ProgLoad>(),
+        )
+    };
+    let prog = check(prog as libc::c_int)?;
+    // SAFETY: the syscall returned a fresh fd.
+    let prog = unsafe { OwnedFd::from_raw_fd(prog) };
+    let dir = std::fs::File::open(cgroup)?;
+    let attach = ProgAttach {
+        target_fd: dir.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
+        ..ProgAttach::default()
+    };
+    // SAFETY: `attach` is a valid bpf_attr prefix (zero-padded).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_ATTACH,
+            &attach,
+            std::mem::size_of::<ProgAttach>(),
+        )
+    };
+    check(ret as libc::c_int)?;
+    Ok(())
 }

@@ -40,7 +40,11 @@ impl Lab {
             &["import", "--change", r#"CMD ["sh"]"#, "-", "busybox:latest"],
             &std::fs::read(busybox_tar()).unwrap(),
         );
-        assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "import failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         lab
     }
 
@@ -52,9 +56,14 @@ impl Lab {
         std::fs::create_dir_all(&dir).unwrap();
         let netns = format!("shoal-{}", &tag[..tag.len().min(40)]);
         let _ = Command::new("ip").args(["netns", "del", &netns]).status();
-        let st = Command::new("ip").args(["netns", "add", &netns]).status().expect("ip (iproute2) is needed");
+        let st = Command::new("ip")
+            .args(["netns", "add", &netns])
+            .status()
+            .expect("ip (iproute2) is needed");
         assert!(st.success(), "ip netns add {netns}");
-        let _ = Command::new("ip").args(["-n", &netns, "link", "set", "lo", "up"]).status();
+        let _ = Command::new("ip")
+            .args(["-n", &netns, "link", "set", "lo", "up"])
+            .status();
         let mut lab = Lab {
             name: name.to_string(),
             root: dir.join("root"),
@@ -68,7 +77,11 @@ impl Lab {
     }
 
     pub fn start_daemon(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))
+            .unwrap();
         // nsenter joins only the network namespace; `ip netns exec` would also remount /sys
         // and hide the cgroup hierarchies.
         let child = Command::new("nsenter")
@@ -135,7 +148,11 @@ impl Lab {
     /// Run the real `docker` CLI against the lab's daemon.
     pub fn docker(&self, args: &[&str]) -> Output {
         run_with_input(
-            Command::new("docker").arg("-H").arg(self.host()).args(args).env("DOCKER_CONFIG", self.dir.join("docker-config")),
+            Command::new("docker")
+                .arg("-H")
+                .arg(self.host())
+                .args(args)
+                .env("DOCKER_CONFIG", self.dir.join("docker-config")),
             b"",
         )
     }
@@ -156,13 +173,22 @@ impl Lab {
 
     /// Run a command inside the lab's network namespace.
     pub fn in_netns(&self, cmd: &[&str]) -> Output {
-        Command::new("nsenter").arg(format!("--net=/run/netns/{}", self.netns)).args(cmd).output().unwrap()
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.netns))
+            .args(cmd)
+            .output()
+            .unwrap()
     }
 }
 
 pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> Output {
     use std::io::Write;
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let data = input.to_vec();
     let writer = std::thread::spawn(move || {
@@ -212,7 +238,9 @@ impl Drop for Lab {
         let pattern = format!("lab-{}", self.netns);
         if let Ok(out) = Command::new("sh")
             .arg("-c")
-            .arg(format!("find /sys/fs/cgroup -type d -name '{pattern}' 2>/dev/null"))
+            .arg(format!(
+                "find /sys/fs/cgroup -type d -name '{pattern}' 2>/dev/null"
+            ))
             .output()
         {
             for d in String::from_utf8_lossy(&out.stdout).lines() {
@@ -224,7 +252,11 @@ impl Drop for Lab {
         }
         let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
         if std::env::var_os("SHOAL_KEEP_LAB").is_none() && !std::thread::panicking() {
-            let _ = Command::new("umount").arg("-R").arg(&self.dir).stderr(Stdio::null()).status();
+            let _ = Command::new("umount")
+                .arg("-R")
+                .arg(&self.dir)
+                .stderr(Stdio::null())
+                .status();
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
