@@ -30,8 +30,19 @@ fn image_dir(board: &str) -> PathBuf {
 /// Boots `board` with `mem_mib` of RAM and the extra kernel words; returns the console text
 /// and whether qemu ended by itself (power-off) within `limit`.
 fn boot(board: &str, mem_mib: u32, append: &str, limit: Duration) -> (String, bool) {
+    boot_with(board, mem_mib, append, limit, &[])
+}
+
+fn boot_with(
+    board: &str,
+    mem_mib: u32,
+    append: &str,
+    limit: Duration,
+    env: &[(&str, &Path)],
+) -> (String, bool) {
     let dir = image_dir(board);
     let mut child = Command::new(dir.join("run-qemu.sh"))
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
         .env("MEM", mem_mib.to_string())
         .env("APPEND", append)
         .stdin(Stdio::null())
@@ -126,6 +137,53 @@ fn aarch64_firmware_runs_a_memory_limited_container_and_powers_off() {
 #[test]
 fn x86_64_firmware_works_in_128_mib() {
     check_board("qemu/x86_64", 128);
+}
+
+/// The state partition (`shoal.data=`) keeps images across a power cycle: the second boot
+/// finds busybox already there and does not import it again. Power-off must leave the ext4
+/// file system clean (it is synced and remounted read-only), which fsck checks.
+#[test]
+fn x86_64_state_partition_survives_a_power_cycle() {
+    let disk = std::env::temp_dir().join(format!("shoal-fw-data-{}.img", std::process::id()));
+    let f = std::fs::File::create(&disk).unwrap();
+    f.set_len(256 << 20).unwrap();
+    drop(f);
+    let mkfs = Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&disk)
+        .status()
+        .expect("e2fsprogs");
+    assert!(mkfs.success());
+    let words = "shoal.data=/dev/vda shoal.autorun=images shoal.then=poweroff";
+    let env = [("DISK", disk.as_path())];
+    let (first, off1) = boot_with("qemu/x86_64", 256, words, Duration::from_secs(180), &env);
+    assert!(off1, "first boot did not power off\n{first}");
+    assert!(
+        first.contains("state in /var/lib/shoal on /dev/vda (ext4)"),
+        "{first}"
+    );
+    assert!(first.contains("loaded busybox.rootfs.tar"), "{first}");
+    let fsck = Command::new("e2fsck")
+        .args(["-n", "-f"])
+        .arg(&disk)
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "file system not clean after power-off: {}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+    let (second, off2) = boot_with("qemu/x86_64", 256, words, Duration::from_secs(180), &env);
+    assert!(off2, "second boot did not power off\n{second}");
+    assert!(
+        !second.contains("loaded busybox.rootfs.tar"),
+        "imported twice\n{second}"
+    );
+    let listed = second
+        .lines()
+        .any(|l| l.starts_with("busybox") && l.contains("latest"));
+    assert!(listed, "busybox image lost across the power cycle\n{second}");
+    std::fs::remove_file(&disk).unwrap();
 }
 
 #[test]

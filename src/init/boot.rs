@@ -8,7 +8,7 @@
 use std::ffi::{CStr, CString};
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use rustix::mount::{mount, mount_move, MountFlags};
@@ -135,39 +135,18 @@ pub fn root_is_initramfs() -> bool {
     })
 }
 
-/// Moves the initramfs contents into a tmpfs and makes that tmpfs "/" (as switch_root does),
-/// then the caller re-executes init. Files are moved one by one so memory is not doubled.
+/// Makes "/" a bind mount of the initramfs instead of the initramfs itself (as switch_root
+/// would, without copying a byte): the bind mount has a parent mount, so pivot_root(2) in a
+/// container's mount namespace is allowed. The caller then re-executes init.
 pub fn leave_initramfs(new_root: &str) -> Result<(), String> {
-    mount_fs(
-        "shoalroot",
-        new_root,
-        "tmpfs",
-        MountFlags::empty(),
-        Some(c"mode=0755"),
-    )?;
-    let skip = [
-        new_root.trim_start_matches('/'),
-        "proc",
-        "sys",
-        "dev",
-        "run",
-        "tmp",
-    ];
-    let entries = ctx(fs::read_dir("/"), || "reading /".to_string())?;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let from = Path::new("/").join(&*name);
-        let to = Path::new(new_root).join(&*name);
-        if skip.contains(&&*name) {
-            let _ = fs::create_dir_all(&to);
-            continue;
-        }
-        move_tree(&from, &to)?;
-    }
     for api in ["/proc", "/sys", "/dev", "/run", "/tmp"] {
         let _ = rustix::mount::unmount(api, rustix::mount::UnmountFlags::DETACH);
     }
+    let _ = fs::create_dir_all(new_root);
+    ctx(
+        rustix::mount::mount_bind("/", new_root).map_err(io::Error::from),
+        || format!("binding / on {new_root}"),
+    )?;
     ctx(std::env::set_current_dir(new_root), || {
         format!("entering {new_root}")
     })?;
@@ -178,35 +157,6 @@ pub fn leave_initramfs(new_root: &str) -> Result<(), String> {
         "chroot into the new root".to_string()
     })?;
     ctx(std::env::set_current_dir("/"), || "entering /".to_string())?;
-    Ok(())
-}
-
-fn move_tree(from: &Path, to: &Path) -> Result<(), String> {
-    let meta = ctx(fs::symlink_metadata(from), || {
-        format!("reading {}", from.display())
-    })?;
-    let ft = meta.file_type();
-    if ft.is_symlink() {
-        let target = ctx(fs::read_link(from), || format!("reading link {}", from.display()))?;
-        ctx(std::os::unix::fs::symlink(&target, to), || {
-            format!("creating link {}", to.display())
-        })?;
-    } else if ft.is_dir() {
-        ctx(fs::create_dir_all(to), || format!("creating {}", to.display()))?;
-        for entry in ctx(fs::read_dir(from), || format!("reading {}", from.display()))?.flatten() {
-            move_tree(&entry.path(), &to.join(entry.file_name()))?;
-        }
-        let _ = fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777));
-        let _ = fs::remove_dir(from);
-        return Ok(());
-    } else if ft.is_file() {
-        ctx(fs::copy(from, to), || {
-            format!("copying {} to {}", from.display(), to.display())
-        })?;
-        let _ = fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777));
-    }
-    // Device nodes and sockets are skipped: devtmpfs provides /dev.
-    let _ = fs::remove_file(from);
     Ok(())
 }
 

@@ -575,7 +575,7 @@ mod tests {
         assert!(!p.controllers.contains("freezer"));
         assert_eq!(p.cgroup_mode, "v2 (unified)");
         assert!(p.loaded_modules.contains("veth"));
-        assert!(p.available_modules.contains("bridge") && p.available_modules.contains("llc") == false);
+        assert!(p.available_modules.contains("bridge") && !p.available_modules.contains("llc"));
         assert!(p.builtin_modules.contains("overlay"));
         assert!(p.seccomp);
         // A gzip config is decompressed.

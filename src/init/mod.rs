@@ -1,6 +1,6 @@
 //! `shoal init`: shoal as PID 1 of a firmware image (or installed as /init).
 //!
-//! Start-up, in order: API file systems; out of the initramfs into a tmpfs root (so container
+//! Start-up, in order: API file systems; "/" made a bind mount of the initramfs (so container
 //! runtimes can pivot_root); cgroups (v2 when offered); kernel modules from
 //! /etc/shoal/modules; host name; lo and the LAN interface (static `ip=`); the state
 //! partition (`shoal.data=`) or a tmpfs; then `shoal daemon` (this same binary), restarted

@@ -10,11 +10,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 cat > "$out/run-qemu.sh" <<RUN
 #!/bin/sh
 # Boot this image under qemu (TCG). MEM (MiB, default 256), APPEND (kernel words), NETDEV
-# (qemu -netdev value with id=lan; default: an empty hub) and MAC may be set.
+# (qemu -netdev value with id=lan; default: an empty hub), MAC and DISK (a raw image attached
+# as /dev/vda, e.g. for shoal.data=/dev/vda) may be set.
 d=\$(cd "\$(dirname "\$0")" && pwd)
 exec $QEMU $QEMU_MACHINE -m "\${MEM:-256}" -smp 1 -nographic -no-reboot \\
     -kernel "\$d/vmlinuz" -initrd "\$d/initramfs.cpio.gz" \\
     -netdev "\${NETDEV:-hubport,id=lan,hubid=0}" -device "$NET_DEVICE,netdev=lan,mac=\${MAC:-52:54:00:12:34:56}" \\
+    \${DISK:+-drive "file=\$DISK,if=none,id=data,format=raw" -device virtio-blk-pci,drive=data} \\
     -append "console=$CONSOLE panic=-1 quiet \${APPEND:-} \$*"
 RUN
 chmod +x "$out/run-qemu.sh"
