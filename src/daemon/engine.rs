@@ -643,6 +643,13 @@ impl Engine {
         }
         {
             let mut slot = entry.lock();
+            // While it was being stopped its monitor may have begun an auto-remove: let that
+            // one finish the job.
+            if slot.removed || slot.rec.state.status == Status::Removing {
+                drop(slot);
+                entry.wait_until(Some(Duration::from_secs(30)), |s| s.removed);
+                return Ok(());
+            }
             slot.rec.state.status = Status::Removing;
         }
         cleanup(&entry);
