@@ -276,6 +276,16 @@ fn daemon_restart_keeps_networks_addresses_and_ports() {
     assert_ne!(ip, ip2);
     assert!(lab.ok(&["exec", "tee", "nslookup", "srv"]).contains(&ip));
 
+    // A stop gives the endpoint back; a start joins again and publishes again.
+    lab.ok(&["stop", "-t", "1", "srv"]);
+    assert_eq!(
+        lab.ok(&["network", "inspect", "-f", "{{len .Containers}}", "green"]),
+        "1"
+    );
+    lab.ok(&["start", "srv"]);
+    assert!(eventually(5, || fetch(&lab, "http://127.0.0.1:18083/i") == "kept"));
+    lab.ok(&["exec", "tee", "ping", "-c1", "-W2", "srv"]);
+
     lab.ok(&["rm", "-f", "srv", "tee"]);
     assert_eq!(lab.stop_daemon(), Some(0));
     assert_eq!(veths(&lab), Vec::<String>::new());
