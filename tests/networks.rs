@@ -164,6 +164,16 @@ fn user_networks_resolve_names_and_isolate() {
 #[test]
 fn published_ports_default_bridge_and_cleanup() {
     let lab = Lab::new("net-ports");
+    let hosts = lab.ok(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "board:host-gateway",
+        "busybox",
+        "cat",
+        "/etc/hosts",
+    ]);
+    assert!(hosts.contains("172.30.0.1\tboard"), "{hosts}");
     // The default network is Docker's `bridge`; resolv.conf is the host's there.
     lab.ok(&[
         "run",

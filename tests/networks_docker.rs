@@ -118,6 +118,11 @@ fn docker_cli_networks_names_and_ports() {
     d(&["network", "connect", "--alias", "o2", "front", "other"]);
     d(&["exec", "other", "ping", "-c1", "-W2", "web"]);
     d(&["exec", "web", "ping", "-c1", "-W2", "o2"]);
+    let listed = d(&["ps", "--format", "{{.Names}} {{.Networks}}", "-f", "name=other"]);
+    assert!(
+        listed == "other back,front" || listed == "other front,back",
+        "{listed}"
+    );
     let nets = d(&["inspect", "-f", "{{len .NetworkSettings.Networks}}", "other"]);
     assert_eq!(nets, "2");
     d(&["network", "disconnect", "front", "other"]);

@@ -827,6 +827,11 @@ fn write_etc_files(
     }
     for extra in hc.extra_hosts.iter().flatten() {
         if let Some((name, ip)) = extra.split_once(':').or_else(|| extra.split_once('=')) {
+            // Docker's `host-gateway`: the board as the container sees it.
+            let ip = match (ip, etc.gateway) {
+                ("host-gateway", Some(gw)) => gw.to_string(),
+                _ => ip.to_string(),
+            };
             hosts.push_str(&format!("{ip}\t{name}\n"));
         }
     }

@@ -174,6 +174,8 @@ fn requested_ip(settings: &EndpointSettings) -> ApiResult<Option<Ipv4Addr>> {
 #[derive(Debug, Clone, Default)]
 pub struct EtcNet {
     pub ip: Option<Ipv4Addr>,
+    /// Gateway of its first network (`--add-host NAME:host-gateway`).
+    pub gateway: Option<Ipv4Addr>,
     /// The embedded DNS of its first user-defined network.
     pub nameserver: Option<IpAddr>,
 }
@@ -267,6 +269,7 @@ impl Engine {
                 .attach(&entry.id, &rec.name, path, &name, &aliases, ip)
                 .map_err(net_error)?;
             etc.ip.get_or_insert(ep.ip);
+            etc.gateway.get_or_insert(ep.gateway);
             if name != net::DEFAULT_NETWORK && etc.nameserver.is_none() {
                 etc.nameserver = net.dns_server_for(&name);
             }
