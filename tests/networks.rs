@@ -308,3 +308,48 @@ fn daemon_restart_keeps_networks_addresses_and_ports() {
         "{routes}"
     );
 }
+
+#[test]
+fn bip_sets_the_default_bridge() {
+    let mut lab = Lab::new("net-bip");
+    assert_eq!(lab.stop_daemon(), Some(0));
+    // Forget the default network made by the first start, as on a fresh board.
+    std::fs::remove_file(lab.root.join("network/networks.json")).unwrap();
+    let _ = lab.in_netns(&["ip", "link", "del", "shoal0"]);
+    let mut daemon = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.netns))
+        .args([harness::BIN, "daemon", "--bip", "10.123.0.1/24", "--root"])
+        .arg(&lab.root)
+        .arg("--socket")
+        .arg(&lab.sock)
+        .args(["--cgroup-parent", &format!("lab-{}", lab.netns)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(eventually(20, || std::os::unix::net::UnixStream::connect(
+        &lab.sock
+    )
+    .is_ok()));
+    let subnet = lab.shoal(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}",
+        "bridge",
+    ]);
+    let ip = lab.shoal(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0 | awk '{print $4}'",
+    ]);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let _ = std::fs::remove_file(&lab.sock);
+    lab.start_daemon();
+    assert_eq!(stdout(&subnet), "10.123.0.0/24 10.123.0.1");
+    assert!(stdout(&ip).starts_with("10.123.0."), "{}", stdout(&ip));
+}

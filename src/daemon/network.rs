@@ -380,8 +380,8 @@ impl Engine {
                 .ok()
                 .and_then(|v| v["Id"].as_str().map(String::from))
                 .unwrap_or_default();
-            let aliases = rec.networks.get(name).and_then(|s| s.aliases.clone());
-            networks.insert(name.clone(), endpoint_json(ep, &net_id, aliases));
+            let settings = rec.networks.get(name).cloned().unwrap_or_default();
+            networks.insert(name.clone(), endpoint_json(ep, &net_id, settings));
         }
         // Stopped containers still show the networks they will join, without addresses.
         for (name, s) in &rec.networks {
@@ -456,11 +456,11 @@ fn rec_netns(rec: &Record) -> String {
     format!("/proc/{}/ns/net", rec.state.pid)
 }
 
-fn endpoint_json(ep: &Endpoint, net_id: &str, aliases: Option<Vec<String>>) -> Value {
+fn endpoint_json(ep: &Endpoint, net_id: &str, settings: EndpointSettings) -> Value {
     json!({
-        "IPAMConfig": null,
+        "IPAMConfig": settings.ipam_config,
         "Links": null,
-        "Aliases": aliases,
+        "Aliases": settings.aliases,
         "NetworkID": net_id,
         "EndpointID": format!("{:x}", fnv(&format!("{net_id}{}", ep.ip))),
         "Gateway": ep.gateway.to_string(),
