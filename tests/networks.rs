@@ -85,6 +85,23 @@ fn user_networks_resolve_names_and_isolate() {
         ]),
         "10.88.0.50 10.88.0.1"
     );
+    // A network named by its short id is the same network.
+    let blue_id = lab.ok(&["network", "ls", "-q", "--filter", "name=blue"]);
+    assert_eq!(blue_id.len(), 12, "{blue_id}");
+    let by_id = lab.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &blue_id,
+        "busybox",
+        "ip",
+        "-4",
+        "-o",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(by_id.contains("inet 10.88.0."), "{by_id}");
     // /etc/hosts names the container's own address; resolv.conf points at the embedded DNS.
     let hosts = lab.ok(&["exec", "alpha", "cat", "/etc/hosts"]);
     assert!(hosts.lines().any(|l| l.starts_with("10.88.0.50\t")), "{hosts}");

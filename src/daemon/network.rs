@@ -229,9 +229,13 @@ impl Engine {
     }
 
     /// The networks of `rec` in joining order: the `NetworkMode` one first.
-    fn join_order(rec: &Record) -> Vec<(String, EndpointSettings)> {
+    fn join_order(net: &NetworkManager, rec: &Record) -> Vec<(String, EndpointSettings)> {
         let primary = match mode_of(&rec.host_config.network_mode) {
-            Ok(Mode::Networks(p)) => p,
+            // `NetworkMode` may name the network by id; the map is keyed by name.
+            Ok(Mode::Networks(p)) => match net.inspect(&p) {
+                Ok(v) => v["Name"].as_str().unwrap_or(&p).to_string(),
+                Err(_) => p,
+            },
             _ => return Vec::new(),
         };
         let mut v: Vec<(String, EndpointSettings)> = rec.networks.clone().into_iter().collect();
@@ -262,7 +266,7 @@ impl Engine {
     fn join_networks(&self, entry: &Entry, rec: &Record, hostname: &str, path: &Path) -> ApiResult<EtcNet> {
         let mut net = self.net();
         let mut etc = EtcNet::default();
-        for (name, settings) in Self::join_order(rec) {
+        for (name, settings) in Self::join_order(&net, rec) {
             let ip = requested_ip(&settings)?;
             let aliases = aliases_for(&name, &settings, hostname);
             let ep = net
