@@ -370,3 +370,72 @@ fn bip_sets_the_default_bridge() {
     assert_eq!(stdout(&subnet), "10.123.0.0/24 10.123.0.1");
     assert!(stdout(&ip).starts_with("10.123.0."), "{}", stdout(&ip));
 }
+
+/// A second namespace wired to the lab by a veth pair plays a host on the board's LAN.
+#[test]
+fn published_port_reached_from_a_lan_host() {
+    let lab = Lab::new("net-lan");
+    let lan = format!("{}-lan", &lab.netns[..lab.netns.len().min(30)]);
+    let sh = |cmd: &str| {
+        let st = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .status()
+            .unwrap();
+        assert!(st.success(), "{cmd}");
+    };
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", &lan])
+        .status();
+    sh(&format!("ip netns add {lan}"));
+    let ns = &lab.netns;
+    sh(&format!(
+        "ip -n {ns} link add lan0 type veth peer name eth0 netns {lan} && \
+         ip -n {ns} addr add 10.201.0.1/24 dev lan0 && ip -n {ns} link set lan0 up && \
+         ip -n {lan} addr add 10.201.0.2/24 dev eth0 && ip -n {lan} link set eth0 up && \
+         ip -n {lan} link set lo up"
+    ));
+    lab.ok(&["network", "create", "apps"]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "apps",
+        "-p",
+        "18085:80",
+        "busybox",
+        "sh",
+        "-c",
+        "echo lan-ok > /tmp/i; exec httpd -f -p 80 -h /tmp",
+    ]);
+    let from_lan = || {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lan,
+                "curl",
+                "-s",
+                "-m",
+                "2",
+                "http://10.201.0.1:18085/i",
+            ])
+            .output()
+            .unwrap();
+        stdout(&out)
+    };
+    let reached = eventually(5, || from_lan() == "lan-ok");
+    lab.ok(&["rm", "-f", "web"]);
+    let after_rm = from_lan();
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", &lan])
+        .status();
+    assert!(
+        reached,
+        "LAN host could not reach the published port:\n{}",
+        harness::tail(&lab.daemon_log(), 20)
+    );
+    assert_eq!(after_rm, "", "port still published after rm");
+}
