@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cluster;
 pub mod daemon;
 pub mod image;
+pub mod init;
 pub mod net;
 pub mod raft;
 pub mod runtime;

@@ -2,6 +2,8 @@
 //!
 //! - `shoal daemon ...`  the engine (API socket, containers, images)
 //! - `shoal shim ...`    one per container, re-executed by the daemon; never typed by users
+//! - `shoal init`      PID 1 of a firmware image (also when the binary is named `init`)
+//! - `shoal check-config` kernel features shoal needs, present or missing
 //! - anything else       a client verb speaking the Docker Engine API to the daemon
 //!
 //! Errors become exit codes here only (125 for a daemon/client error, as docker does).
@@ -10,7 +12,17 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
+    let invoked_as_init = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|name| name == "init");
+    if invoked_as_init {
+        return ExitCode::from(shoal::init::main(&args[1..]).clamp(0, 255) as u8);
+    }
     let code = match args.get(1).map(String::as_str) {
+        Some("init") => shoal::init::main(&args[2..]),
+        Some("check-config") => shoal::init::check_config::main(&args[2..]),
+        Some("self-test") => shoal::init::selftest::main(&args[2..]),
         Some("daemon") => shoal::daemon::main(&args[2..]),
         Some("shim") => shoal::runtime::shim::main(&args[2..]),
         // Hidden: one member of a replicated KV store, for end-to-end raft tests.

@@ -29,6 +29,40 @@ pub fn format_nanos(nanos: i128) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{frac:09}Z")
 }
 
+/// Format Unix nanoseconds as Go's `time.RFC3339Nano` does: trailing zeros of the fraction
+/// dropped (and the fraction with them when zero). Image configs carry `created` this way;
+/// tools that re-encode a config (skopeo, docker) must reproduce the same bytes, or the image
+/// ID changes.
+pub fn format_go(nanos: i128) -> String {
+    let full = format_nanos(nanos);
+    let (head, frac) = full.split_at(19);
+    let frac = frac.trim_end_matches('Z').trim_end_matches('0');
+    if frac == "." {
+        format!("{head}Z")
+    } else {
+        format!("{head}{frac}Z")
+    }
+}
+
+/// Format a `SystemTime` as RFC 3339 with nanoseconds.
+pub fn format_system(t: SystemTime) -> String {
+    format_nanos(match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    })
+}
+
+/// Parse RFC 3339 into a `SystemTime` (instants before 1970 are refused).
+pub fn parse_system(s: &str) -> Option<SystemTime> {
+    let n = u64::try_from(parse(s)?).ok()?;
+    Some(UNIX_EPOCH + Duration::from_nanos(n))
+}
+
+/// Parse RFC 3339 into whole Unix seconds (the fraction dropped).
+pub fn parse_secs(s: &str) -> Option<i64> {
+    parse(s).map(|n| n.div_euclid(1_000_000_000) as i64)
+}
+
 /// Format Unix seconds as `2026-11-27T20:43:40Z`.
 pub fn format_secs(secs: i64) -> String {
     let (y, mo, d, h, mi, s) = civil(secs);
@@ -187,6 +221,15 @@ mod tests {
         assert_eq!(parse("2023-13-14T22:13:20Z"), None);
         assert_eq!(parse("garbage"), None);
         assert_eq!(parse("2023-11-14T22:13:20."), None);
+    }
+
+    #[test]
+    fn go_format_trims_the_fraction() {
+        assert_eq!(format_go(1_700_000_000_120_000_000), "2023-11-14T22:13:20.12Z");
+        assert_eq!(format_go(1_700_000_000_000_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(parse_secs("2023-11-14T22:13:20.99Z"), Some(1_700_000_000));
+        let t = parse_system("2023-11-14T22:13:20.5Z").unwrap();
+        assert_eq!(format_system(t), "2023-11-14T22:13:20.500000000Z");
     }
 
     #[test]

@@ -418,3 +418,17 @@ fn limits_and_isolation() {
     );
     assert!(stderr(&out).contains("can't fork"), "{}", stderr(&out));
 }
+
+#[test]
+fn rm_container_that_ends_while_the_daemon_is_down_is_removed_at_start() {
+    let mut lab = Lab::new("autorm");
+    lab.ok(&["run", "-d", "--rm", "--name", "brief", "busybox", "sleep", "1"]);
+    lab.kill_daemon();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    lab.start_daemon();
+    assert!(
+        eventually(5, || lab.ok(&["ps", "-aq"]).is_empty()),
+        "{}",
+        lab.ok(&["ps", "-a"])
+    );
+}

@@ -441,3 +441,46 @@ fn raft_core_imports_no_io() {
     }
     assert!(checked >= 4, "expected the raft sources in {}", dir.display());
 }
+
+/// A torn write that stores the hard state but not the entries after it (found by seed 14765):
+/// the stored commit index must not cover the stale entries still on disk.
+#[test]
+fn torn_write_never_leaves_commit_over_stale_entries() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    c.isolate(1);
+    c.propose(1, "stale").expect("leader accepts"); // 3/2 on node 1 only
+    c.stabilize();
+    c.elect(2); // term 3: no-op 3/3
+    c.propose(2, "new").expect("leader accepts");
+    c.stabilize();
+    c.heal();
+    c.tick(2, 1);
+    // Deliver until node 1 is handed the entries that replace its stale 3/2.
+    loop {
+        c.flush_all();
+        let m = c.queue.pop_front().expect("the leader keeps talking to node 1");
+        let replaces = m.to == 1 && matches!(&m.body, Body::Append { entries, .. } if !entries.is_empty());
+        if !replaces {
+            c.deliver(m);
+            continue;
+        }
+        c.node_mut(1).step(m);
+        break;
+    }
+    let ready = c.node_mut(1).ready();
+    assert!(ready.entries.iter().any(|e| e.index == 3 && e.term == 3));
+    // Power fails after the hard state record, before the entries.
+    if let Some(hs) = ready.hard_state {
+        c.disks.get_mut(&1).expect("disk").hard_state = hs;
+    }
+    c.crash(1);
+    c.restart(1);
+    let st = c.node(1).status();
+    assert!(
+        st.commit < 3 || c.node(1).term_at(3) == Some(3),
+        "restarted with commit {} over stale entry 3/{:?}",
+        st.commit,
+        c.node(1).term_at(3)
+    );
+}

@@ -766,6 +766,29 @@ mod tests {
         }
     }
 
+    /// Random bytes never panic the demuxer, the chunked decoder or the head parser.
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut seed: u64 = 0xdeadbeefcafef00d;
+        for round in 0..5_000 {
+            let mut bytes = Vec::new();
+            for _ in 0..(round % 64) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                // Bias towards the bytes these formats care about.
+                let pick = b"0123456789abcdefHTTP/1. \r\n:;\x00\x01\x02\x03\xff";
+                bytes.push(pick[(seed % pick.len() as u64) as usize]);
+            }
+            let mut d = Demuxer::new();
+            d.push(&bytes);
+            while let Ok(Some(_)) = d.next_frame() {}
+            let mut sink = Vec::new();
+            let _ = ChunkedReader::new(Cursor::new(&bytes[..])).read_to_end(&mut sink);
+            let _ = read_head(&mut Cursor::new(&bytes[..]));
+        }
+    }
+
     #[test]
     fn demuxer_rejects_garbage_header() {
         let mut d = Demuxer::new();

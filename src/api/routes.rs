@@ -372,7 +372,7 @@ fn info(engine: &Arc<Engine>) -> serde_json::Value {
         }
     }
     let uts = rustix::system::uname();
-    let mem = rustix::system::sysinfo().totalram as u64 * rustix::system::sysinfo().mem_unit as u64;
+    let mem = super::streams::host_memory();
     json!({
         "ID": "",
         "Containers": entries.len(),

@@ -240,8 +240,9 @@ fn pump_stdin(entry: &Entry, mut reader: BufReader<UnixStream>, keys: Vec<u8>) -
         }
     }
     // The client's input ended: close the container's stdin when it was opened for this
-    // client alone (`run -i`), as docker's StdinOnce does.
-    if stdin_once || !tty {
+    // client alone (`run -i`, StdinOnce), as dockerd does; never with a tty, where a client
+    // that leaves (docker's CLI handles the detach keys itself) must not end the shell.
+    if stdin_once && !tty {
         let _ = att.close_stdin();
     }
     false
@@ -315,7 +316,8 @@ pub fn stats(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult<
                 "online_cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             },
             "precpu_stats": prev.get("cpu_stats").cloned().unwrap_or(json!({ "cpu_usage": { "total_usage": 0 } })),
-            "memory_stats": { "usage": st.memory_usage, "limit": st.memory_limit, "stats": {} },
+            // No limit: docker reports the machine's memory, so percentages stay meaningful.
+            "memory_stats": { "usage": st.memory_usage, "limit": if st.memory_limit == 0 { host_memory() } else { st.memory_limit }, "stats": {} },
             "networks": {},
         })
     };
@@ -337,6 +339,12 @@ pub fn stats(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult<
         prev = v;
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// The machine's memory in bytes.
+pub fn host_memory() -> u64 {
+    let info = rustix::system::sysinfo();
+    info.totalram as u64 * u64::from(info.mem_unit)
 }
 
 /// Total CPU time of the machine in nanoseconds, from /proc/stat (what docker reports).
@@ -519,14 +527,30 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
         cap_add: Vec::new(),
         cap_drop: Vec::new(),
     };
+    // As dockerd: an attached exec answers 101 first, so a failure to start is reported on the
+    // stream and in the exec's exit code (126/127), which clients read afterwards.
+    let mut hijacked = if start.detach {
+        None
+    } else {
+        Some(req.hijack(if tty { RAW } else { MUX })?)
+    };
     let mut proc = match runtime::exec(&entry.dir, &spec) {
         Ok(p) => p,
         Err(e) => {
             set_exec(id, |x| x.exit_code = Some(e.code()));
-            return Err(ApiError::new(
-                if e.code() == 125 { 500 } else { 400 },
-                e.to_string(),
-            ));
+            let message = format!("OCI runtime exec failed: {e}");
+            if let Some((_, mut w)) = hijacked.take() {
+                let line = format!("{message}\n");
+                let frame = if tty {
+                    line.into_bytes()
+                } else {
+                    logs::frame(Stream::Stderr, line.as_bytes())
+                };
+                let _ = w.write_all(&frame);
+                let _ = w.shutdown(std::net::Shutdown::Both);
+                return Ok(());
+            }
+            return Err(ApiError::new(if e.code() == 125 { 500 } else { 400 }, message));
         }
     };
     let pid = proc.pid;
@@ -571,7 +595,9 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
         req.respond_empty(200);
         return Ok(());
     }
-    let (mut reader, writer) = req.hijack(if tty { RAW } else { MUX })?;
+    let Some((mut reader, writer)) = hijacked else {
+        return Err(ApiError::internal("exec stream was not hijacked"));
+    };
     let writer = Arc::new(Mutex::new(writer));
     let mut pumps = Vec::new();
     let stdin = if tty {

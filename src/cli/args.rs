@@ -1379,6 +1379,7 @@ fn parse_verb(
         Prepassed::Words(w) => w,
         Prepassed::Help => return Ok(Action::Help(help_for(spec))),
     };
+    // Indexing `f.args` below is in bounds: the pre-pass checked each verb's arity.
     Ok(match spec.name {
         "run" | "create" => {
             let f: RunFlags = argh_parse(spec, &words)?;
@@ -2330,6 +2331,65 @@ mod tests {
             parse_ok(&["container", "prune", "-f"]),
             Action::Prune { force: true, .. }
         ));
+    }
+
+    /// Arbitrary words never panic the parser (a cheap deterministic fuzz).
+    #[test]
+    fn arbitrary_words_never_panic() {
+        let pool = [
+            "run",
+            "exec",
+            "ps",
+            "-it",
+            "-dit",
+            "--rm",
+            "-e",
+            "--name=",
+            "-",
+            "--",
+            "-p",
+            "x:y",
+            "-m",
+            "1q",
+            "--cpus",
+            ".",
+            "-t",
+            "-n",
+            "--format",
+            "{{",
+            "image",
+            "container",
+            "ls",
+            "-H",
+            "--help",
+            "=",
+            "-e=",
+            "--restart",
+            "on-failure:",
+            "-v",
+            ":",
+            "top",
+            "logs",
+            "inspect",
+            "--type",
+            "é",
+            "-é",
+            "--log-opt",
+        ];
+        let mut seed: u64 = 0x9e3779b97f4a7c15;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let n = (seed % 7) as usize;
+            let mut v = Vec::new();
+            let mut x = seed;
+            for _ in 0..n {
+                v.push(pool[(x % pool.len() as u64) as usize].to_string());
+                x = x.rotate_left(9).wrapping_mul(6364136223846793005);
+            }
+            let _ = parse(&v, &no_env);
+        }
     }
 
     /// Every flag in the tables is accepted by its argh struct (the two phases agree).

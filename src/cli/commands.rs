@@ -389,18 +389,23 @@ fn resize(client: &Client, target: &ResizeTarget) {
 }
 
 /// Start the signal thread for a session: SIGWINCH resizes a TTY; without a TTY, signals
-/// are forwarded to the container (docker's `--sig-proxy`).
+/// are forwarded to the container (docker's `--sig-proxy`); otherwise a terminating signal
+/// restores the terminal and ends the client with 128+N.
 fn watch_signals(client: &Client, target: ResizeTarget, tty: bool, container: Option<String>) {
     let client = client.clone();
-    let proxy = !tty && container.is_some();
-    let started = term::spawn_signal_thread(proxy, move |ev| match ev {
+    let proxy_to = if tty { None } else { container };
+    let started = term::spawn_signal_thread(move |ev| match ev {
         SignalEvent::Resize if tty => resize(&client, &target),
         SignalEvent::Resize => {}
-        SignalEvent::Forward(sig) => {
-            if let Some(c) = &container {
-                let _ = client.post(&format!("/containers/{c}/kill?signal={sig}"), None);
+        SignalEvent::Signal(name, number) => match &proxy_to {
+            Some(c) => {
+                let _ = client.post(&format!("/containers/{c}/kill?signal={name}"), None);
             }
-        }
+            None => {
+                term::restore_terminal();
+                std::process::exit(128 + number);
+            }
+        },
     });
     if let Err(e) = started {
         eprintln!("{PROG}: cannot watch signals: {e}");
@@ -436,9 +441,12 @@ fn run(client: &Client, r: RunSpec) -> Res {
     }
     let id = create(client, &r.create).map_err(|e| run_error("run", e))?;
     if r.detach {
-        client
-            .post(&format!("/containers/{id}/start"), None)
-            .map_err(|e| run_error("run", e))?;
+        if let Err(e) = client.post(&format!("/containers/{id}/start"), None) {
+            if r.auto_remove {
+                let _ = client.delete(&format!("/containers/{id}?force=1"));
+            }
+            return Err(run_error("run", e));
+        }
         println_out(&id)?;
         return Ok(0);
     }
@@ -478,6 +486,11 @@ fn run(client: &Client, r: RunSpec) -> Res {
     };
     if let Err(e) = client.post(&format!("/containers/{id}/start"), None) {
         drop(raw);
+        if r.auto_remove {
+            // A container that never ran is removed too; a daemon that already did answers
+            // 404, which changes nothing.
+            let _ = client.delete(&format!("/containers/{id}?force=1"));
+        }
         return Err(run_error("run", e));
     }
     if r.tty {
@@ -970,7 +983,13 @@ fn go_arch() -> &'static str {
 
 fn version(client: &Client, format: Option<String>) -> Res {
     let cv = client_version_json();
-    let server = client.get_json("/version");
+    // docker's template context names the server's API version `APIVersion` (Go field name).
+    let server = client.get_json("/version").map(|mut s| {
+        if let Some(v) = s.get("ApiVersion").cloned() {
+            s["APIVersion"] = v;
+        }
+        s
+    });
     if let Some(f) = format {
         let tmpl = Template::parse(&f).map_err(|e| CmdError::new(e.0, 1))?;
         let doc = json!({"Client": cv, "Server": server.as_ref().ok().cloned().unwrap_or(Value::Null)});

@@ -101,6 +101,9 @@ impl EscapeDetector {
     }
 }
 
+/// How long the daemon gets to end the stream after the detach keys were sent.
+const DETACH_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// How a session ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ended {
@@ -124,7 +127,8 @@ pub fn run(
         let mut writer = stream.try_clone()?;
         let flag = detached.clone();
         std::thread::Builder::new().name("stdin".into()).spawn(move || {
-            let mut detector = EscapeDetector::new(if tty { detach_keys } else { Vec::new() });
+            let keys = if tty { detach_keys } else { Vec::new() };
+            let mut detector = EscapeDetector::new(keys.clone());
             let mut stdin = io::stdin().lock();
             let mut buf = [0u8; 4096];
             loop {
@@ -142,6 +146,11 @@ pub fn run(
                 }
                 if fed.detached {
                     flag.store(true, Ordering::SeqCst);
+                    // The daemon watches for the same keys and detaches without closing the
+                    // container's stdin; send them, give it a moment to end the stream, and
+                    // only then cut the connection ourselves.
+                    let _ = writer.write_all(&keys);
+                    std::thread::sleep(DETACH_GRACE);
                     let _ = writer.shutdown(Shutdown::Both);
                     return;
                 }

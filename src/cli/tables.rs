@@ -105,7 +105,8 @@ pub fn ps_row(c: &Value, now: f64, trunc: bool) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    let size = if c.get("SizeRw").is_some() || c.get("SizeRootFs").is_some() {
+    // Absent sizes read as 0, as docker's typed decoding does.
+    let size = {
         let rw = human_size(num_of(c, "SizeRw"), 3);
         let root = num_of(c, "SizeRootFs");
         if root > 0.0 {
@@ -113,8 +114,6 @@ pub fn ps_row(c: &Value, now: f64, trunc: bool) -> Value {
         } else {
             rw
         }
-    } else {
-        String::new()
     };
     let networks: Vec<String> = c
         .pointer("/NetworkSettings/Networks")
@@ -162,6 +161,7 @@ pub fn ps_row(c: &Value, now: f64, trunc: bool) -> Value {
         "Mounts": mounts.join(","),
         "Networks": networks.join(","),
         "LocalVolumes": local_volumes.to_string(),
+        "Platform": null,
     })
 }
 
@@ -246,7 +246,7 @@ pub fn image_rows(img: &Value, now: f64, trunc: bool) -> Vec<Value> {
                 "CreatedSince": ago(created, now),
                 "CreatedAt": format::format_go_time(format::Timestamp { secs: created as i64, nanos: 0 }),
                 "Size": size,
-                "VirtualSize": size,
+                "VirtualSize": human_size(num_of(img, "Size"), 4),
                 "Containers": match img.get("Containers").and_then(Value::as_i64) { Some(n) if n >= 0 => n.to_string(), _ => "N/A".into() },
                 "SharedSize": "N/A",
                 "UniqueSize": "N/A",
@@ -334,6 +334,13 @@ pub fn stats_row(s: &Value, fallback_id: &str, trunc: bool) -> Value {
     })
 }
 
+/// Go's `json.Marshal` escapes `<`, `>` and `&` in strings; docker's `--format json` shows it.
+fn escape_html(json: &str) -> String {
+    json.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
 /// Render rows with a `--format` (or the verb's default): `table ...` gets a header and
 /// aligned columns, `json` prints each row as JSON, anything else is a template per row.
 pub fn render(
@@ -349,7 +356,7 @@ pub fn render(
     if format == "json" {
         let mut out = String::new();
         for r in rows {
-            out.push_str(&serde_json::to_string(r).unwrap_or_default());
+            out.push_str(&escape_html(&serde_json::to_string(r).unwrap_or_default()));
             out.push('\n');
         }
         return Ok(out);
@@ -444,6 +451,17 @@ CONTAINER ID   IMAGE     COMMAND             CREATED              STATUS        
         assert_eq!(out, "db\n");
         let out = render(Some("json"), PS_DEFAULT, PS_HEADERS, &[row]).unwrap();
         assert!(out.starts_with('{') && out.contains("\"Names\":\"web\""));
+        let img = image_rows(
+            &json!({"Id": "sha256:ab", "RepoTags": [], "Created": 0, "Size": 1_984_000}),
+            NOW,
+            true,
+        );
+        let out = render(Some("json"), IMAGES_DEFAULT, IMAGES_HEADERS, &img).unwrap();
+        assert!(out.contains(r#""Digest":"\u003cnone\u003e""#), "{out}");
+        assert!(
+            out.contains(r#""Size":"1.98MB""#) && out.contains(r#""VirtualSize":"1.984MB""#),
+            "{out}"
+        );
     }
 
     #[test]

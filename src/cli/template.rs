@@ -663,6 +663,7 @@ fn number(n: f64) -> Value {
 }
 
 fn eval_command(cmd: &[Term], dot: &Val, vars: &Vars, piped: Option<Val>) -> Result<Val, TemplateError> {
+    // A command has at least one term: the parser rejects empty commands.
     let first = &cmd[0];
     match first {
         Term::Func(name) => {
@@ -1088,6 +1089,59 @@ mod tests {
         assert_eq!(r(r#"{{.Label "b"}}|{{.Label "z"}}"#, row), "2|");
         let obj = json!({"Labels": {"a": "1"}});
         assert_eq!(r(r#"{{.Label "a"}}"#, obj), "1");
+    }
+
+    /// Arbitrary template text never panics, neither parsing nor rendering.
+    #[test]
+    fn arbitrary_templates_never_panic() {
+        let pool = [
+            "{{",
+            "}}",
+            ".",
+            ".State",
+            ".Config.Env",
+            "range",
+            "if",
+            "else",
+            "end",
+            "with",
+            "|",
+            "json",
+            "index",
+            "\"",
+            "`",
+            "(",
+            ")",
+            "$",
+            "$x",
+            ":=",
+            ",",
+            " ",
+            "-",
+            "1",
+            "eq",
+            "len",
+            "printf",
+            "%",
+            "x",
+            "é",
+            "nil",
+        ];
+        let mut seed: u64 = 0x2545f4914f6cdd1d;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut text = String::new();
+            let mut x = seed;
+            for _ in 0..(seed % 12) {
+                text.push_str(pool[(x % pool.len() as u64) as usize]);
+                x = x.rotate_left(11).wrapping_mul(6364136223846793005);
+            }
+            if let Ok(t) = Template::parse(&text) {
+                let _ = t.render(&inspect());
+            }
+        }
     }
 
     #[test]

@@ -34,9 +34,25 @@ pub fn window_size() -> Option<(u16, u16)> {
         .map(|w| (w.ws_row, w.ws_col))
 }
 
-/// Raw mode on stdin while alive; the previous settings come back on drop.
+/// Raw mode on stdin while alive; the previous settings come back on drop, or from
+/// [`restore_terminal`] when a signal ends the process first.
 pub struct RawMode {
     saved: Termios,
+}
+
+/// The settings to put back, while raw mode is on.
+static SAVED: std::sync::Mutex<Option<Termios>> = std::sync::Mutex::new(None);
+
+/// Put the terminal back as it was before raw mode (no-op when raw mode is off).
+pub fn restore_terminal() {
+    let saved = match SAVED.lock() {
+        Ok(mut g) => g.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    };
+    if let Some(t) = saved {
+        // Restoring can only fail if stdin went away; nothing more can be done then.
+        let _ = termios::tcsetattr(stdin_fd(), OptionalActions::Now, &t);
+    }
 }
 
 impl RawMode {
@@ -48,6 +64,9 @@ impl RawMode {
         let saved = termios::tcgetattr(stdin_fd())?;
         let mut raw = saved.clone();
         raw.make_raw();
+        if let Ok(mut g) = SAVED.lock() {
+            *g = Some(saved.clone());
+        }
         termios::tcsetattr(stdin_fd(), OptionalActions::Now, &raw)?;
         Ok(Some(RawMode { saved }))
     }
@@ -55,12 +74,15 @@ impl RawMode {
 
 impl Drop for RawMode {
     fn drop(&mut self) {
+        if let Ok(mut g) = SAVED.lock() {
+            *g = None;
+        }
         // Restoring can only fail if stdin went away; nothing more can be done then.
         let _ = termios::tcsetattr(stdin_fd(), OptionalActions::Now, &self.saved);
     }
 }
 
-/// Signals forwarded to the container by `--sig-proxy` (docker proxies all but these few).
+/// Signals forwarded to the container by `--sig-proxy`, or that end a session cleanly.
 const PROXIED: &[(libc::c_int, &str)] = &[
     (libc::SIGINT, "SIGINT"),
     (libc::SIGTERM, "SIGTERM"),
@@ -73,13 +95,14 @@ const PROXIED: &[(libc::c_int, &str)] = &[
 /// What the signal thread reports.
 pub enum SignalEvent {
     Resize,
-    Forward(&'static str),
+    /// A signal to forward or to end on: its name and number.
+    Signal(&'static str, i32),
 }
 
-/// Block SIGWINCH (and the proxied signals when `proxy`) in this thread — call it before
-/// spawning other threads so they inherit the mask — and start a thread that calls
-/// `on_event` for each one received.
-pub fn spawn_signal_thread<F>(proxy: bool, mut on_event: F) -> io::Result<()>
+/// Block SIGWINCH and the [`PROXIED`] signals in this thread — call it before spawning other
+/// threads so they inherit the mask — and start a thread that calls `on_event` for each one
+/// received (so the terminal is restored however the session ends).
+pub fn spawn_signal_thread<F>(mut on_event: F) -> io::Result<()>
 where
     F: FnMut(SignalEvent) + Send + 'static,
 {
@@ -89,10 +112,8 @@ where
     unsafe {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGWINCH);
-        if proxy {
-            for (sig, _) in PROXIED {
-                libc::sigaddset(&mut set, *sig);
-            }
+        for (sig, _) in PROXIED {
+            libc::sigaddset(&mut set, *sig);
         }
     }
     // SAFETY: `set` is initialised; a null old-set pointer is allowed.
@@ -114,7 +135,7 @@ where
             if sig == libc::SIGWINCH {
                 on_event(SignalEvent::Resize);
             } else if let Some((_, name)) = PROXIED.iter().find(|(s, _)| *s == sig) {
-                on_event(SignalEvent::Forward(name));
+                on_event(SignalEvent::Signal(name, sig));
             }
         })?;
     Ok(())

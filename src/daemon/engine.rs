@@ -47,6 +47,8 @@ pub struct Slot {
     pub exits: u64,
     /// Number of starts seen since the daemon started (attach streams follow each run).
     pub starts: u64,
+    /// A removal has been claimed and is under way.
+    pub removing: bool,
     pub removed: bool,
 }
 
@@ -86,9 +88,18 @@ impl Entry {
         self.changed.notify_all();
     }
 
+    /// Save the record: atomic always; durable (fsynced) unless the container is `--rm`, whose
+    /// record is meant to vanish (start-up removes any left by a power cut).
     fn persist(&self, rec: &Record) -> ApiResult<()> {
-        atomic::write_json(&self.dir.join("container.json"), rec)
-            .map_err(|e| ApiError::internal(format!("saving state of container {}: {e}", self.id)))
+        let path = self.dir.join("container.json");
+        let result = if rec.host_config.auto_remove {
+            serde_json::to_vec(rec)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+                .and_then(|data| atomic::replace(&path, &data))
+        } else {
+            atomic::write_json(&path, rec)
+        };
+        result.map_err(|e| ApiError::internal(format!("saving state of container {}: {e}", self.id)))
     }
 }
 
@@ -149,6 +160,7 @@ impl Engine {
                     rec,
                     exits: 0,
                     starts: 0,
+                    removing: false,
                     removed: false,
                 }),
                 changed: Condvar::new(),
@@ -166,6 +178,7 @@ impl Engine {
     /// that happened while the daemon was down, start what the restart policies say.
     pub fn recover(self: &Arc<Self>) {
         let entries: Vec<Arc<Entry>> = self.map().values().cloned().collect();
+        self.forget_unknown_endpoints(&entries.iter().map(|e| e.id.clone()).collect::<Vec<_>>());
         for entry in entries {
             let mut slot = entry.lock();
             let was = slot.rec.state.clone();
@@ -193,6 +206,15 @@ impl Engine {
                     let _ = entry.persist(&slot.rec);
                 }
                 _ => {}
+            }
+            if slot.rec.host_config.auto_remove {
+                // A `--rm` container that ended while the daemon was away (or before a power
+                // cut) is removed now, as it would have been.
+                drop(slot);
+                if let Err(e) = self.remove_entry(entry.clone(), true) {
+                    log::warn!("removing --rm container {}: {}", short(&entry.id), e.message);
+                }
+                continue;
             }
             let policy = policy_of(&slot.rec);
             if policy.start_on_boot(&was, slot.rec.manually_stopped) {
@@ -279,7 +301,12 @@ impl Engine {
             }
         };
         let dir = self.config.root.join("containers").join(&id);
-        atomic::create_dir_all(&dir)?;
+        // A `--rm` container's directory need not survive a power cut (see `persist`).
+        if hc.auto_remove {
+            fs::create_dir_all(&dir)?;
+        } else {
+            atomic::create_dir_all(&dir)?;
+        }
         let rec = Record {
             id: id.clone(),
             name,
@@ -298,6 +325,7 @@ impl Engine {
                 rec,
                 exits: 0,
                 starts: 0,
+                removing: false,
                 removed: false,
             }),
             changed: Condvar::new(),
@@ -323,7 +351,17 @@ impl Engine {
         }
         slot.rec.manually_stopped = false;
         slot.rec.restart_count = 0;
-        self.launch(&entry, &mut slot)?;
+        if let Err(e) = self.launch(&entry, &mut slot) {
+            // As dockerd: a `--rm` container that cannot start is removed, so clients waiting
+            // for `condition=removed` are released.
+            if slot.rec.host_config.auto_remove {
+                drop(slot);
+                if let Err(rm) = self.remove(&entry.id, true) {
+                    log::warn!("auto-removing {}: {}", short(&entry.id), rm.message);
+                }
+            }
+            return Err(e);
+        }
         Ok(true)
     }
 
@@ -395,7 +433,8 @@ impl Engine {
         }
         let files = files?;
         for d in ["upper", "work"] {
-            atomic::create_dir_all(&entry.dir.join(d))?;
+            // Recreated at each start if lost: no fsync needed.
+            fs::create_dir_all(entry.dir.join(d))?;
         }
         let log = &hc.log_config.config;
         Ok(ContainerSpec {
@@ -617,10 +656,21 @@ impl Engine {
 
     /// `DELETE /containers/{id}`.
     pub fn remove(&self, reference: &str, force: bool) -> ApiResult<()> {
-        let entry = self.get(reference)?;
+        self.remove_entry(self.get(reference)?, force)
+    }
+
+    /// Remove one container. The first caller claims the removal (`removing`), so a user's
+    /// `rm -f` and the monitor's auto-remove of a `--rm` container never both delete it.
+    fn remove_entry(&self, entry: Arc<Entry>, force: bool) -> ApiResult<()> {
         {
             let mut slot = entry.lock();
-            if slot.rec.state.status == Status::Removing {
+            if slot.removing || slot.removed {
+                // Someone else (the auto-remove of a `--rm` container) is removing it: the
+                // outcome the caller asked for is on its way, so wait for it.
+                drop(slot);
+                if entry.wait_until(Some(Duration::from_secs(30)), |s| s.removed) {
+                    return Ok(());
+                }
                 return Err(ApiError::conflict(format!(
                     "removal of container {} is already in progress",
                     entry.id
@@ -636,26 +686,29 @@ impl Engine {
                 }
                 slot.rec.manually_stopped = true;
             }
+            slot.removing = true;
         }
         let active = entry.lock().rec.state.status.is_active();
         if active {
-            self.terminate(&entry, 9, 0)?;
-        }
-        {
-            let mut slot = entry.lock();
-            // While it was being stopped its monitor may have begun an auto-remove: let that
-            // one finish the job.
-            if slot.removed || slot.rec.state.status == Status::Removing {
-                drop(slot);
-                entry.wait_until(Some(Duration::from_secs(30)), |s| s.removed);
-                return Ok(());
+            if let Err(e) = self.terminate(&entry, 9, 0) {
+                entry.lock().removing = false;
+                return Err(e);
             }
-            slot.rec.state.status = Status::Removing;
         }
+        entry.lock().rec.state.status = Status::Removing;
         cleanup(&entry);
         self.release_network(&entry);
-        fs::remove_dir_all(&entry.dir)
-            .map_err(|e| ApiError::internal(format!("removing {}: {e}", entry.dir.display())))?;
+        match fs::remove_dir_all(&entry.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                entry.lock().removing = false;
+                return Err(ApiError::internal(format!(
+                    "removing {}: {e}",
+                    entry.dir.display()
+                )));
+            }
+        }
         self.map().remove(&entry.id);
         entry.lock().removed = true;
         entry.notify();
@@ -851,7 +904,9 @@ fn write_etc_files(
     let mut binds = Vec::new();
     for (name, content) in files {
         let host = dir.join(name);
-        atomic::write(&host, content.as_bytes())?;
+        // Regenerated at every start, so not state: no fsync on the start path.
+        fs::write(&host, content.as_bytes())
+            .map_err(|e| ApiError::internal(format!("writing {}: {e}", host.display())))?;
         binds.push(BindFile {
             host,
             container: format!("/etc/{name}"),

@@ -18,21 +18,49 @@ use engine::{Engine, EngineConfig};
 /// Run the shoal daemon in the foreground.
 #[derive(FromArgs, Debug)]
 struct DaemonArgs {
+    /// configuration file (default /etc/shoal/config.toml; flags win over it)
+    #[argh(option)]
+    config: Option<PathBuf>,
     /// state directory (default /var/lib/shoal)
-    #[argh(option, default = "PathBuf::from(\"/var/lib/shoal\")")]
-    root: PathBuf,
+    #[argh(option)]
+    root: Option<PathBuf>,
     /// API socket path (default /run/shoal/shoal.sock)
-    #[argh(option, default = "PathBuf::from(\"/run/shoal/shoal.sock\")")]
-    socket: PathBuf,
+    #[argh(option)]
+    socket: Option<PathBuf>,
     /// cgroup under the daemon's own cgroup for containers (default shoal)
-    #[argh(option, default = "String::from(\"shoal\")")]
-    cgroup_parent: String,
+    #[argh(option)]
+    cgroup_parent: Option<String>,
     /// log level: error, warn, info, debug (default info)
-    #[argh(option, default = "String::from(\"info\")")]
-    log_level: String,
+    #[argh(option)]
+    log_level: Option<String>,
     /// address and prefix of the default bridge network (default 172.30.0.1/16)
     #[argh(option)]
     bip: Option<String>,
+}
+
+/// What the daemon runs with: built-in defaults, then the config file, then flags.
+struct Settings {
+    root: PathBuf,
+    socket: PathBuf,
+    cgroup_parent: String,
+    log_level: String,
+    bip: Option<String>,
+}
+
+fn settings(args: DaemonArgs) -> Result<Settings, String> {
+    let file = match &args.config {
+        Some(path) => crate::init::config::load(path)?,
+        None => {
+            crate::init::config::load_or_default(std::path::Path::new(crate::init::config::DEFAULT_PATH))?
+        }
+    };
+    Ok(Settings {
+        root: args.root.unwrap_or(file.root),
+        socket: args.socket.unwrap_or(file.socket),
+        cgroup_parent: args.cgroup_parent.unwrap_or(file.cgroup_parent),
+        log_level: args.log_level.unwrap_or(file.log_level),
+        bip: args.bip,
+    })
 }
 
 /// `shoal daemon [flags]`; returns the exit code.
@@ -54,7 +82,7 @@ pub fn main(args: &[String]) -> i32 {
             };
         }
     };
-    match run(parsed) {
+    match settings(parsed).and_then(run) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("shoal daemon: {e}");
@@ -63,7 +91,7 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
-fn run(args: DaemonArgs) -> Result<(), String> {
+fn run(args: Settings) -> Result<(), String> {
     logger::init(&args.log_level)?;
     if args.cgroup_parent.contains("..")
         || args.cgroup_parent.starts_with('/') && args.cgroup_parent.len() == 1
@@ -91,6 +119,10 @@ fn run(args: DaemonArgs) -> Result<(), String> {
             std::process::exit(0);
         })
         .map_err(|e| format!("starting the signal thread: {e}"))?;
+    // Tell systemd (Type=notify) or shoal's own init that the API is up.
+    if let Err(e) = crate::init::notify::notify("READY=1") {
+        log::warn!("{e}");
+    }
     log::info!(
         "shoal {} ready: API on unix://{}, state in {}",
         env!("CARGO_PKG_VERSION"),

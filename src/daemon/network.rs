@@ -301,6 +301,34 @@ impl Engine {
         }
     }
 
+    /// At start-up: give back endpoints and ports of containers that no longer exist (a
+    /// record lost to a power cut, a directory removed by hand), so their addresses return.
+    pub fn forget_unknown_endpoints(&self, known: &[String]) {
+        let mut net = self.net();
+        let mut owners: Vec<String> = Vec::new();
+        for info in net.list() {
+            if let Ok(v) = net.inspect(&info.id) {
+                owners.extend(
+                    v["Containers"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|m| m.keys().cloned()),
+                );
+            }
+        }
+        owners.sort();
+        owners.dedup();
+        for id in owners.iter().filter(|id| !known.contains(id)) {
+            log::info!(
+                "releasing the network endpoints of vanished container {}",
+                short(id)
+            );
+            if let Err(e) = net.unpublish(id).and_then(|_| net.detach_all(id)) {
+                log::warn!("releasing endpoints of {}: {e}", short(id));
+            }
+        }
+    }
+
     /// `POST /networks/{id}/connect`: recorded for the next start, and joined now when the
     /// container runs.
     pub fn connect(&self, network: &str, container: &str, settings: EndpointSettings) -> ApiResult<()> {

@@ -28,7 +28,6 @@ mod error;
 pub mod layer;
 pub mod reference;
 mod store;
-pub mod time;
 
 pub use config::{ConfigFile, History, ImageConfig};
 pub use error::ImageError;

@@ -4,7 +4,6 @@
 use super::config::{self, ConfigFile, ImageConfig};
 use super::layer::{self, LayerMeta, Unpacked};
 use super::reference::Reference;
-use super::time;
 use super::{HistoryItem, Image, ImageError, ImageSummary, RemovedItem};
 use crate::storage::atomic;
 use serde::{Deserialize, Serialize};
@@ -415,7 +414,11 @@ impl ImageStore {
                     parent_id: String::new(),
                     repo_tags: tags_of(&state, hex),
                     repo_digests: Vec::new(),
-                    created: cfg.created.as_deref().and_then(time::parse_rfc3339).unwrap_or(0),
+                    created: cfg
+                        .created
+                        .as_deref()
+                        .and_then(crate::timefmt::parse_secs)
+                        .unwrap_or(0),
                     size,
                     shared_size: -1,
                     virtual_size: size,
@@ -449,8 +452,7 @@ impl ImageStore {
         config::apply_changes(&mut image_config, changes).map_err(ImageError::Invalid)?;
         let mut pins = self.pins();
         let unpacked = self.ingest_layer(r, None, None, &mut pins)?;
-        let (secs, nanos) = time::now();
-        let created = time::format_rfc3339(secs, nanos);
+        let created = crate::timefmt::format_go(crate::timefmt::now_nanos());
         let (arch, variant) = config::host_architecture();
         let history = config::History {
             created: Some(created.clone()),
@@ -619,7 +621,11 @@ impl ImageStore {
             .iter()
             .map(|h| HistoryItem {
                 id: "<missing>".to_string(),
-                created: h.created.as_deref().and_then(time::parse_rfc3339).unwrap_or(0),
+                created: h
+                    .created
+                    .as_deref()
+                    .and_then(crate::timefmt::parse_secs)
+                    .unwrap_or(0),
                 created_by: h.created_by.clone().unwrap_or_default(),
                 tags: Vec::new(),
                 size: if h.empty_layer {
@@ -638,7 +644,7 @@ impl ImageStore {
             }
             None => rows.push(HistoryItem {
                 id: image.id.clone(),
-                created: time::parse_rfc3339(&image.created).unwrap_or(0),
+                created: crate::timefmt::parse_secs(&image.created).unwrap_or(0),
                 created_by: String::new(),
                 tags: image.repo_tags.clone(),
                 size: image.size as i64,

@@ -135,12 +135,13 @@ impl Log {
         Some(meta)
     }
 
-    /// Replace the whole log by a received snapshot.
+    /// Replace the whole log by a received snapshot. Until the driver has stored it, only
+    /// what was both durable and committed before counts as persisted.
     pub fn restore(&mut self, meta: SnapshotMeta) {
         self.entries.clear();
+        self.persisted = self.persisted.min(self.committed);
         self.committed = meta.index;
         self.applied = meta.index;
-        self.persisted = meta.index;
         self.snapshot = meta;
     }
 }

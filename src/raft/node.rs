@@ -160,6 +160,7 @@ struct PendingRead {
 
 /// What the outstanding `Ready` handed out, made durable/applied by `advance`.
 struct Handed {
+    snapshot_index: Option<Index>,
     last_entry: Option<(Index, Term)>,
     applied: Index,
 }
@@ -318,11 +319,14 @@ impl Raft {
         self.log.term(index)
     }
 
+    /// The commit index stored with the term and vote never exceeds what is already durable:
+    /// the hard state is written before this Ready's entries, and a torn write must not leave
+    /// a commit index pointing at stale entries.
     fn hard_state(&self) -> HardState {
         HardState {
             term: self.term,
             vote: self.vote,
-            commit: self.log.committed,
+            commit: self.log.committed.min(self.log.persisted),
         }
     }
 
@@ -456,7 +460,8 @@ impl Raft {
         Ok(())
     }
 
-    /// Everything the driver must do now. Call `advance` when done before the next `ready`.
+    /// Everything the driver must do now. Call `advance` when done; until then `ready` returns
+    /// an empty `Ready`, so nothing is handed out twice.
     pub fn ready(&mut self) -> Ready {
         if self.handed.is_some() {
             return Ready::default();
@@ -489,6 +494,7 @@ impl Raft {
         let entries = self.log.slice(self.log.persisted + 1, Index::MAX).to_vec();
         let committed = self.log.slice(self.log.applied + 1, self.log.committed).to_vec();
         self.handed = Some(Handed {
+            snapshot_index: snapshot.as_ref().map(|s| s.meta.index),
             last_entry: entries.last().map(|e| (e.index, e.term)),
             applied: committed.last().map_or(self.log.applied, |e| e.index),
         });
@@ -505,6 +511,9 @@ impl Raft {
     /// The last `Ready` was persisted, sent and applied.
     pub fn advance(&mut self) {
         let Some(handed) = self.handed.take() else { return };
+        if let Some(index) = handed.snapshot_index {
+            self.log.persisted = self.log.persisted.max(index);
+        }
         if let Some((index, term)) = handed.last_entry {
             if self.log.matches(index, term) {
                 self.log.persisted = self.log.persisted.max(index);

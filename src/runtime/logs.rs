@@ -6,7 +6,7 @@
 //! The shim is the only writer. Readers see whole lines only (a half-written last line is left
 //! for the next read), and a follower keeps going across rotations until the container exits.
 
-use super::{clock, LogSpec, Stream};
+use super::{LogSpec, Stream};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -114,7 +114,7 @@ impl Writer {
         let json = JsonLine {
             log: String::from_utf8_lossy(line),
             stream: stream_name(stream),
-            time: clock::format(now).into(),
+            time: crate::timefmt::format_system(now).into(),
         };
         let mut bytes =
             serde_json::to_vec(&json).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
@@ -199,7 +199,7 @@ fn rotated_files_oldest_first(dir: &Path) -> Vec<PathBuf> {
 
 fn filter(mut entries: Vec<LogEntry>, since: Option<SystemTime>, tail: Option<usize>) -> Vec<LogEntry> {
     if let Some(since) = since {
-        entries.retain(|e| clock::parse(&e.time).is_some_and(|t| t >= since));
+        entries.retain(|e| crate::timefmt::parse_system(&e.time).is_some_and(|t| t >= since));
     }
     if let Some(n) = tail {
         let skip = entries.len().saturating_sub(n);

@@ -20,7 +20,6 @@
 
 pub mod caps;
 pub mod cgroup;
-pub mod clock;
 mod container;
 pub mod devices;
 pub mod exec;
@@ -351,7 +350,7 @@ fn lost_shim(dir: &Path) -> ExitInfo {
     ExitInfo {
         code: 255,
         oom_killed: false,
-        finished_at: clock::now(),
+        finished_at: crate::timefmt::now(),
         error: format!("the shim of {} is gone without recording an exit", dir.display()),
     }
 }

@@ -8,7 +8,7 @@
 //! resizes, and finally writes `exit.json` before closing every connection.
 
 use super::container::{self, InitContext, Stdio};
-use super::{cgroup, clock, logs, proto, ContainerSpec, ExitInfo, RunState, StartError, Stream};
+use super::{cgroup, logs, proto, ContainerSpec, ExitInfo, RunState, StartError, Stream};
 use crate::storage::atomic;
 use crate::sys::{self, ChildExit};
 use std::fs::File;
@@ -101,7 +101,7 @@ fn run(dir: &Path, attached: bool) -> i32 {
             let exit = ExitInfo {
                 code: err.code(),
                 oom_killed: false,
-                finished_at: clock::now(),
+                finished_at: crate::timefmt::now(),
                 error: err.message().to_string(),
             };
             if let Err(e) = atomic::write_json(&dir.join(super::EXIT_FILE), &exit) {
@@ -254,7 +254,7 @@ fn launch_in(
         let state = RunState {
             pid: pid as u32,
             shim_pid: std::process::id(),
-            started_at: clock::now(),
+            started_at: crate::timefmt::now(),
             cgroups: cgroups.clone(),
         };
         super::write_runtime_file(&dir.join(super::STATE_FILE), &state).map_err(other)?;
@@ -594,7 +594,7 @@ fn finish(
     let exit = ExitInfo {
         code,
         oom_killed: r.cgroups.oom_killed(),
-        finished_at: clock::now(),
+        finished_at: crate::timefmt::now(),
         error: String::new(),
     };
     let mut status = 0;

@@ -67,7 +67,7 @@ runc_ms=$(median runc | awk '{printf "%.1f", $1*1000}')
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 daemon_rss=$(rss_kib "$daemon_pid")
 "$bin" run -d --name rss --network none busybox sleep 1000 >/dev/null
-shim_pid=$(pgrep -f "shoal shim .*$("$bin" inspect --format '{{.Id}}' rss)" | head -1)
+shim_pid=$(pgrep -f " shim .*$("$bin" inspect --format "{{.Id}}" rss)" | head -1)
 shim_rss=$(rss_kib "$shim_pid")
 "$bin" rm -f rss >/dev/null
 

@@ -15,7 +15,7 @@ use shoal::raft::{
     Body, ConfChange, Config, Entry, HardState, Index, Message, NodeId, Payload, Raft, Role, Snapshot,
     Stored, Term,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 pub const TICK: u64 = 10;
 const MAX_IDS: u64 = 9;
@@ -571,26 +571,6 @@ impl Sim {
             p.raft.advance();
             return Ok(());
         }
-        // Log matching: an (index, term) pair always names the same entry after the same term.
-        for e in &ready.entries {
-            let prev_term = if e.index == 1 {
-                0
-            } else {
-                match ready.entries.iter().find(|x| x.index == e.index - 1) {
-                    Some(x) => x.term,
-                    None => p.raft.term_at(e.index - 1).unwrap_or(0),
-                }
-            };
-            let id_now = (hash_entry(e), prev_term);
-            if let Some(old) = self.entry_ids.insert((e.index, e.term), id_now) {
-                if old != id_now {
-                    return Err(format!(
-                        "log matching: node {id} holds a different entry at {}/{}",
-                        e.index, e.term
-                    ));
-                }
-            }
-        }
         // The order a WAL writes them in: the term first, so no entry or snapshot on disk is
         // ever newer than the stored term.
         let mut records = Vec::new();
@@ -601,6 +581,11 @@ impl Sim {
             records.push(Record::Snapshot(s.clone()));
         }
         records.extend(ready.entries.iter().cloned().map(Record::Entry));
+        let written_from = if ready.snapshot.is_some() {
+            0
+        } else {
+            ready.entries.first().map_or(Index::MAX, |e| e.index)
+        };
         let node = self.nodes.get_mut(&id).expect("present");
         if self.faults && self.rng.chance(self.params.crash * 0.5) && !records.is_empty() {
             // Power loss or EIO during the write: some prefix of the records reached the disk,
@@ -609,12 +594,15 @@ impl Sim {
             for r in records.into_iter().take(keep) {
                 node.disk.write(r);
             }
+            self.check_log_matching(id, written_from)?;
             self.crash(id, "torn write then crash");
             return Ok(());
         }
         for r in records {
             node.disk.write(r);
         }
+        self.check_log_matching(id, written_from)?;
+        let node = self.nodes.get_mut(&id).expect("present");
         let disk_hs = node.disk.hard_state.clone();
         let disk_last = node.disk.last_index();
         // Nothing is sent that the disk does not back.
@@ -713,6 +701,37 @@ impl Sim {
         }
         for (op_id, result) in responses {
             self.complete(id, op_id, result);
+        }
+        Ok(())
+    }
+
+    /// Log matching, over what reached the disk (an entry lost with its unsynced term never
+    /// existed for anyone else): an (index, term) pair always names the same entry, after
+    /// the same term.
+    fn check_log_matching(&mut self, id: NodeId, from: Index) -> Result<(), String> {
+        let disk = &self.nodes[&id].disk;
+        let mut prev_term = disk.snapshot.as_ref().map_or(0, |s| s.meta.term);
+        let mut prev_index = disk.snapshot.as_ref().map_or(0, |s| s.meta.index);
+        for e in &disk.entries {
+            if e.index != prev_index + 1 {
+                return Err(format!(
+                    "node {id}: disk log jumps from {prev_index} to {}",
+                    e.index
+                ));
+            }
+            if e.index >= from {
+                let seen = (hash_entry(e), prev_term);
+                if let Some(old) = self.entry_ids.insert((e.index, e.term), seen) {
+                    if old != seen {
+                        let at = (e.index, e.term);
+                        return Err(format!(
+                            "log matching: node {id} holds a different entry at {at:?}"
+                        ));
+                    }
+                }
+            }
+            prev_term = e.term;
+            prev_index = e.index;
         }
         Ok(())
     }
@@ -914,9 +933,4 @@ impl Process {
     fn raft_snapshot(&self) -> Option<Snapshot> {
         self.raft.snapshot().cloned()
     }
-}
-
-/// The set of node ids a run used (for reports).
-pub fn ids(sim: &Sim) -> BTreeSet<NodeId> {
-    sim.nodes.keys().copied().collect()
 }

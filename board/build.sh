@@ -1,0 +1,148 @@
+#!/bin/sh
+# Build static, stripped release binaries of shoal for the three board CPUs, on a Debian
+# bookworm x86_64 machine, then run the foreign ones under qemu-user-static.
+#
+#   board/build.sh                 all three targets
+#   TARGETS="aarch64-unknown-linux-gnu" board/build.sh
+#
+# Output: board/out/<target>/shoal (and a size line per target). The release profile in
+# Cargo.toml is already opt-level "s", LTO, one codegen unit, panic=abort, strip.
+#
+# Toolchains: x86_64 uses the rustup toolchain; aarch64/armv7 use Debian's rustc-web (1.96)
+# with its std for the foreign architecture and the gcc cross linkers. Missing packages are
+# installed with apt-get. When the armhf std cannot be installed through apt (its runtime
+# package drags in libllvm for armhf, or the security mirror is mid-sync) the std rlibs are
+# taken from the same version's -dev package, unpacked privately and passed with -L.
+set -eu
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+TARGETS=${TARGETS:-"x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf"}
+OUT=${OUT:-$repo/board/out}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
+DEB_RUSTC=/usr/bin/rustc
+SECURITY_POOL=http://deb.debian.org/debian-security/pool/updates/main/r/rustc-web
+
+say() { printf '== %s\n' "$*" >&2; }
+
+need_pkgs() {
+    # Install the named packages when dpkg does not list them as installed.
+    missing=""
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+    done
+    [ -z "$missing" ] && return 0
+    say "installing$missing"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >&2
+}
+
+add_arch() {
+    if ! dpkg --print-foreign-architectures | grep -qx "$1"; then
+        dpkg --add-architecture "$1"
+        apt-get update -q >&2 || true
+    fi
+}
+
+rustc_web_version() {
+    dpkg-query -W -f='${Version}' rustc-web 2>/dev/null
+}
+
+# Foreign std: the apt package when it installs cleanly at rustc-web's version, otherwise
+# the rlibs of that exact version unpacked under the target dir.
+foreign_std() { # $1 debian arch, $2 rust target; prints extra RUSTFLAGS
+    arch=$1 target=$2
+    [ -d "/usr/lib/rustlib/$target/lib" ] && return 0
+    ver=$(rustc_web_version)
+    if DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        "libstd-rust-web-dev:$arch=$ver" >&2 2>/dev/null; then
+        return 0
+    fi
+    private="$CARGO_TARGET_DIR/std-$arch-$ver"
+    if [ ! -d "$private/usr/lib/rustlib/$target/lib" ]; then
+        say "apt cannot install libstd-rust-web-dev:$arch=$ver; unpacking it privately"
+        mkdir -p "$private"
+        deb="$private.deb"
+        curl -fsSL -o "$deb" "$SECURITY_POOL/libstd-rust-web-dev_${ver}_${arch}.deb"
+        dpkg -x "$deb" "$private"
+        rm -f "$deb"
+    fi
+    printf -- '-L %s' "$private/usr/lib/rustlib/$target/lib"
+}
+
+setup_toolchains() {
+    need_pkgs curl ca-certificates
+    case "$TARGETS" in *aarch64*|*armv7*)
+        need_pkgs rustc-web qemu-user-static ;;
+    esac
+    case "$TARGETS" in *aarch64*)
+        add_arch arm64
+        need_pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross ;;
+    esac
+    case "$TARGETS" in *armv7*)
+        add_arch armhf
+        need_pkgs gcc-arm-linux-gnueabihf libc6-dev-armhf-cross ;;
+    esac
+}
+
+build_one() { # $1 rust target
+    target=$1
+    static="-C target-feature=+crt-static"
+    case "$target" in
+    x86_64-unknown-linux-gnu)
+        rustup target list --installed 2>/dev/null | grep -qx "$target" || rustup target add "$target"
+        env RUSTFLAGS="$static" cargo build --locked --release --target "$target" >&2
+        ;;
+    aarch64-unknown-linux-gnu)
+        extra=$(foreign_std arm64 "$target")
+        env RUSTC="$DEB_RUSTC" CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+            RUSTFLAGS="$static $extra" cargo build --locked --release --target "$target" >&2
+        ;;
+    armv7-unknown-linux-gnueabihf)
+        extra=$(foreign_std armhf "$target")
+        env RUSTC="$DEB_RUSTC" CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc \
+            RUSTFLAGS="$static $extra" cargo build --locked --release --target "$target" >&2
+        ;;
+    *)
+        echo "unknown target $target" >&2
+        return 1
+        ;;
+    esac
+    mkdir -p "$OUT/$target"
+    cp "$CARGO_TARGET_DIR/$target/release/shoal" "$OUT/$target/shoal"
+}
+
+qemu_for() {
+    case "$1" in
+    aarch64-*) echo qemu-aarch64-static ;;
+    armv7-*) echo qemu-arm-static ;;
+    *) echo "" ;;
+    esac
+}
+
+check_one() { # $1 rust target: static, runs, self-test passes
+    bin="$OUT/$1/shoal"
+    if file "$bin" 2>/dev/null | grep -q "dynamically linked"; then
+        echo "$bin is dynamically linked" >&2
+        return 1
+    fi
+    runner=$(qemu_for "$1")
+    $runner "$bin" --version || return 1
+    $runner "$bin" self-test || return 1
+}
+
+setup_toolchains
+status=0
+for t in $TARGETS; do
+    say "building $t"
+    build_one "$t"
+done
+printf '%-34s %10s %8s\n' target bytes MiB
+for t in $TARGETS; do
+    bytes=$(stat -c %s "$OUT/$t/shoal")
+    printf '%-34s %10s %8s\n' "$t" "$bytes" "$(awk -v b="$bytes" 'BEGIN{printf "%.2f", b/1048576}')"
+done
+for t in $TARGETS; do
+    say "checking $t"
+    check_one "$t" || status=1
+done
+exit $status

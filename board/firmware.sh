@@ -1,0 +1,108 @@
+#!/bin/sh
+# Build a firmware image for a qemu board: Debian's kernel + an initramfs whose /init is
+# shoal, with the kernel modules the board needs and a busybox image loaded at first boot.
+#
+#   board/firmware.sh qemu/x86_64          -> board/out/qemu/x86_64/{vmlinuz,initramfs.cpio.gz,run-qemu.sh}
+#   board/firmware.sh qemu/aarch64-virt
+#
+# Steps (Buildroot's order): shoal for the board's CPU (board/build.sh, skipped when
+# board/out/<target>/shoal exists; SHOAL_BIN=path uses another static binary), kernel from
+# `apt-get download`, modules and their dependencies resolved with depmod/modprobe, the
+# root tree from rootfs/ plus the board's post-build.sh, then cpio + gzip and the board's
+# post-image.sh.
+set -eu
+
+board=${1:?usage: board/firmware.sh <vendor/board>   (e.g. qemu/x86_64)}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+bdir=$repo/board/$board
+[ -f "$bdir/target" ] || { echo "firmware.sh: no board $board (missing $bdir/target)" >&2; exit 1; }
+# shellcheck source=/dev/null
+. "$bdir/target"
+: "${RUST_TARGET:?} ${DEB_ARCH:?} ${KERNEL_PKG:?}"
+out=$repo/board/out/$board
+cache=${FIRMWARE_CACHE:-${CARGO_TARGET_DIR:-$repo/target}/firmware-cache}
+mkdir -p "$out" "$cache"
+say() { printf '== %s\n' "$*" >&2; }
+
+# 1. shoal
+bin=${SHOAL_BIN:-$repo/board/out/$RUST_TARGET/shoal}
+if [ ! -x "$bin" ]; then
+    say "building shoal for $RUST_TARGET"
+    TARGETS=$RUST_TARGET "$repo/board/build.sh"
+fi
+file "$bin" | grep -Eq "static(-pie)? linked|statically linked" || { echo "firmware.sh: $bin is not static" >&2; exit 1; }
+
+# 2. kernel
+for p in kmod cpio; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p" >&2
+done
+if [ "$DEB_ARCH" != "$(dpkg --print-architecture)" ] && ! dpkg --print-foreign-architectures | grep -qx "$DEB_ARCH"; then
+    dpkg --add-architecture "$DEB_ARCH"
+    apt-get update -q >&2 || true
+fi
+pkgspec=$KERNEL_PKG
+[ "$DEB_ARCH" = "$(dpkg --print-architecture)" ] || pkgspec="$KERNEL_PKG:$DEB_ARCH"
+# The metapackage names the current ABI's image package.
+image_pkg=$(apt-cache depends "$pkgspec" | sed -n 's/^ *Depends: \(linux-image-[^ :]*\).*/\1/p' | head -n1)
+[ -n "$image_pkg" ] || { echo "firmware.sh: cannot resolve $pkgspec" >&2; exit 1; }
+kroot=$cache/$image_pkg-$DEB_ARCH
+if [ ! -d "$kroot/boot" ]; then
+    say "downloading $image_pkg ($DEB_ARCH)"
+    (cd "$cache" && apt-get download "$image_pkg:$DEB_ARCH" >&2)
+    mkdir -p "$kroot"
+    dpkg -x "$cache/${image_pkg}_"*"_$DEB_ARCH.deb" "$kroot"
+fi
+kver=$(ls "$kroot/lib/modules" | head -n1)
+[ -f "$kroot/lib/modules/$kver/modules.dep" ] || depmod -b "$kroot" "$kver"
+cp "$kroot/boot/vmlinuz-$kver" "$out/vmlinuz"
+
+# 3. root tree
+tree=$(mktemp -d)
+trap 'rm -rf "$tree"' EXIT
+mkdir -p "$tree/usr/bin" "$tree/etc/shoal" "$tree/etc/init.d" "$tree/dev" "$tree/proc" "$tree/sys" \
+    "$tree/run" "$tree/tmp" "$tree/var/lib/shoal" "$tree/usr/share/shoal/images" "$tree/lib/modules/$kver"
+cp "$bin" "$tree/usr/bin/shoal"
+ln -s usr/bin/shoal "$tree/init"
+cp "$repo/rootfs/etc/shoal/config.toml" "$tree/etc/shoal/config.toml"
+cp "$repo/rootfs/etc/init.d/S60shoal" "$tree/etc/init.d/S60shoal"
+mknod -m 600 "$tree/dev/console" c 5 1
+mknod -m 666 "$tree/dev/null" c 1 3
+: > "$tree/etc/shoal/modules"
+# modprobe's order includes soft dependencies (libcrc32c needs crc32c first), which
+# modules.dep lacks: the list init loads is that order, one module per line.
+for m in $(sed 's/#.*//' "$bdir/modules"); do
+    modprobe -d "$kroot" -S "$kver" --show-depends "$m" | while read -r kind path _; do
+        [ "$kind" = insmod ] || continue
+        rel=${path#"$kroot/lib/modules/$kver/"}
+        mkdir -p "$tree/lib/modules/$kver/$(dirname "$rel")"
+        cp "$path" "$tree/lib/modules/$kver/$rel"
+        name=$(basename "$rel" | sed 's/\.ko.*//')
+        grep -qx "$name" "$tree/etc/shoal/modules" || echo "$name" >> "$tree/etc/shoal/modules"
+    done
+done
+cp "$kroot/lib/modules/$kver/modules.builtin" "$kroot/lib/modules/$kver/modules.builtin.modinfo" "$kroot/lib/modules/$kver/modules.order" "$tree/lib/modules/$kver/"
+depmod -b "$tree" "$kver"
+# The busybox image: Debian's static busybox for the board's CPU, as a root file system tar
+# that init imports as busybox:latest at first boot.
+bbdeb=$(ls "$cache"/busybox-static_*_"$DEB_ARCH".deb 2>/dev/null | head -n1 || true)
+if [ -z "$bbdeb" ]; then
+    bbspec=busybox-static
+    [ "$DEB_ARCH" = "$(dpkg --print-architecture)" ] || bbspec="busybox-static:$DEB_ARCH"
+    (cd "$cache" && apt-get download "$bbspec" >&2)
+    bbdeb=$(ls "$cache"/busybox-static_*_"$DEB_ARCH".deb | head -n1)
+fi
+bbx=$(mktemp -d)
+dpkg -x "$bbdeb" "$bbx"
+# Applet names come from the host's busybox of the same Debian release (the foreign one
+# cannot run here without binfmt).
+BUSYBOX=$bbx/bin/busybox APPLETS="$(busybox --list)" sh "$repo/board/common/busybox-rootfs.sh" \
+    "$tree/usr/share/shoal/images/busybox.rootfs.tar"
+rm -rf "$bbx"
+[ -x "$bdir/post-build.sh" ] && "$bdir/post-build.sh" "$tree"
+
+# 4. image
+(cd "$tree" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -6 > "$out/initramfs.cpio.gz")
+[ -x "$bdir/post-image.sh" ] && KERNEL_ROOT=$kroot "$bdir/post-image.sh" "$out"
+say "kernel $kver: $(stat -c %s "$out/vmlinuz") bytes; initramfs: $(stat -c %s "$out/initramfs.cpio.gz") bytes"
+echo "$out"

@@ -1,0 +1,5 @@
+#!/bin/sh
+# Buildroot-style post-build hook: $1 is the root tree about to be packed into the initramfs.
+set -eu
+tree=${1:?usage: post-build.sh TARGET_DIR}
+echo "armv7" > "$tree/etc/hostname"
