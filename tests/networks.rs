@@ -161,6 +161,9 @@ fn user_networks_resolve_names_and_isolate() {
     // The first lookup of a new name can be slow on a loaded machine: retry a few times.
     let ping_cee = || lab.shoal(&["exec", "alpha", "ping", "-c1", "-W2", "cee"]);
     let reached = ping_cee();
+    if !reached.status.success() {
+        eprintln!("first lookup of cee failed: {}", harness::stderr(&reached));
+    }
     assert!(
         reached.status.success() || eventually(10, || ping_cee().status.success()),
         "{}\n{}\n{}",
