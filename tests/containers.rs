@@ -426,5 +426,9 @@ fn rm_container_that_ends_while_the_daemon_is_down_is_removed_at_start() {
     lab.kill_daemon();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     lab.start_daemon();
-    assert!(eventually(5, || lab.ok(&["ps", "-aq"]).is_empty()), "{}", lab.ok(&["ps", "-a"]));
+    assert!(
+        eventually(5, || lab.ok(&["ps", "-aq"]).is_empty()),
+        "{}",
+        lab.ok(&["ps", "-a"])
+    );
 }

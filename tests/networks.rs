@@ -85,6 +85,23 @@ fn user_networks_resolve_names_and_isolate() {
         ]),
         "10.88.0.50 10.88.0.1"
     );
+    // A network named by its short id is the same network.
+    let blue_id = lab.ok(&["network", "ls", "-q", "--filter", "name=blue"]);
+    assert_eq!(blue_id.len(), 12, "{blue_id}");
+    let by_id = lab.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &blue_id,
+        "busybox",
+        "ip",
+        "-4",
+        "-o",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(by_id.contains("inet 10.88.0."), "{by_id}");
     // /etc/hosts names the container's own address; resolv.conf points at the embedded DNS.
     let hosts = lab.ok(&["exec", "alpha", "cat", "/etc/hosts"]);
     assert!(hosts.lines().any(|l| l.starts_with("10.88.0.50\t")), "{hosts}");
@@ -141,7 +158,19 @@ fn user_networks_resolve_names_and_isolate() {
     // ...until it is connected, while running.
     lab.ok(&["network", "connect", "--alias", "cee", "blue", "gamma"]);
     lab.ok(&["exec", "gamma", "ping", "-c1", "-W2", "alpha"]);
-    lab.ok(&["exec", "alpha", "ping", "-c1", "-W2", "cee"]);
+    // The first lookup of a new name can be slow on a loaded machine: retry a few times.
+    let ping_cee = || lab.shoal(&["exec", "alpha", "ping", "-c1", "-W2", "cee"]);
+    let reached = ping_cee();
+    if !reached.status.success() {
+        eprintln!("first lookup of cee failed: {}", harness::stderr(&reached));
+    }
+    assert!(
+        reached.status.success() || eventually(10, || ping_cee().status.success()),
+        "{}\n{}\n{}",
+        harness::stderr(&reached),
+        stdout(&lab.shoal(&["exec", "alpha", "nslookup", "cee"])),
+        lab.ok(&["network", "inspect", "blue"])
+    );
     let inspect = lab.ok(&["network", "inspect", "-f", "{{len .Containers}}", "blue"]);
     assert_eq!(inspect, "3");
     lab.ok(&["network", "disconnect", "blue", "gamma"]);
@@ -164,6 +193,16 @@ fn user_networks_resolve_names_and_isolate() {
 #[test]
 fn published_ports_default_bridge_and_cleanup() {
     let lab = Lab::new("net-ports");
+    let hosts = lab.ok(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "board:host-gateway",
+        "busybox",
+        "cat",
+        "/etc/hosts",
+    ]);
+    assert!(hosts.contains("172.30.0.1\tboard"), "{hosts}");
     // The default network is Docker's `bridge`; resolv.conf is the host's there.
     lab.ok(&[
         "run",
@@ -276,6 +315,16 @@ fn daemon_restart_keeps_networks_addresses_and_ports() {
     assert_ne!(ip, ip2);
     assert!(lab.ok(&["exec", "tee", "nslookup", "srv"]).contains(&ip));
 
+    // A stop gives the endpoint back; a start joins again and publishes again.
+    lab.ok(&["stop", "-t", "1", "srv"]);
+    assert_eq!(
+        lab.ok(&["network", "inspect", "-f", "{{len .Containers}}", "green"]),
+        "1"
+    );
+    lab.ok(&["start", "srv"]);
+    assert!(eventually(5, || fetch(&lab, "http://127.0.0.1:18083/i") == "kept"));
+    lab.ok(&["exec", "tee", "ping", "-c1", "-W2", "srv"]);
+
     lab.ok(&["rm", "-f", "srv", "tee"]);
     assert_eq!(lab.stop_daemon(), Some(0));
     assert_eq!(veths(&lab), Vec::<String>::new());
@@ -287,4 +336,118 @@ fn daemon_restart_keeps_networks_addresses_and_ports() {
             .all(|l| l.contains("dev br-") || l.contains("dev shoal0")),
         "{routes}"
     );
+}
+
+#[test]
+fn bip_sets_the_default_bridge() {
+    let mut lab = Lab::new("net-bip");
+    assert_eq!(lab.stop_daemon(), Some(0));
+    // Forget the default network made by the first start, as on a fresh board.
+    std::fs::remove_file(lab.root.join("network/networks.json")).unwrap();
+    let _ = lab.in_netns(&["ip", "link", "del", "shoal0"]);
+    let mut daemon = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.netns))
+        .args([harness::BIN, "daemon", "--bip", "10.123.0.1/24", "--root"])
+        .arg(&lab.root)
+        .arg("--socket")
+        .arg(&lab.sock)
+        .args(["--cgroup-parent", &format!("lab-{}", lab.netns)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(eventually(20, || std::os::unix::net::UnixStream::connect(
+        &lab.sock
+    )
+    .is_ok()));
+    let subnet = lab.shoal(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}",
+        "bridge",
+    ]);
+    let ip = lab.shoal(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0 | awk '{print $4}'",
+    ]);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let _ = std::fs::remove_file(&lab.sock);
+    lab.start_daemon();
+    assert_eq!(stdout(&subnet), "10.123.0.0/24 10.123.0.1");
+    assert!(stdout(&ip).starts_with("10.123.0."), "{}", stdout(&ip));
+}
+
+/// A second namespace wired to the lab by a veth pair plays a host on the board's LAN.
+#[test]
+fn published_port_reached_from_a_lan_host() {
+    let lab = Lab::new("net-lan");
+    let lan = format!("{}-lan", &lab.netns[..lab.netns.len().min(30)]);
+    let sh = |cmd: &str| {
+        let st = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .status()
+            .unwrap();
+        assert!(st.success(), "{cmd}");
+    };
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", &lan])
+        .status();
+    sh(&format!("ip netns add {lan}"));
+    let ns = &lab.netns;
+    sh(&format!(
+        "ip -n {ns} link add lan0 type veth peer name eth0 netns {lan} && \
+         ip -n {ns} addr add 10.201.0.1/24 dev lan0 && ip -n {ns} link set lan0 up && \
+         ip -n {lan} addr add 10.201.0.2/24 dev eth0 && ip -n {lan} link set eth0 up && \
+         ip -n {lan} link set lo up"
+    ));
+    lab.ok(&["network", "create", "apps"]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "apps",
+        "-p",
+        "18085:80",
+        "busybox",
+        "sh",
+        "-c",
+        "echo lan-ok > /tmp/i; exec httpd -f -p 80 -h /tmp",
+    ]);
+    let from_lan = || {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lan,
+                "curl",
+                "-s",
+                "-m",
+                "2",
+                "http://10.201.0.1:18085/i",
+            ])
+            .output()
+            .unwrap();
+        stdout(&out)
+    };
+    let reached = eventually(5, || from_lan() == "lan-ok");
+    lab.ok(&["rm", "-f", "web"]);
+    let after_rm = from_lan();
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", &lan])
+        .status();
+    assert!(
+        reached,
+        "LAN host could not reach the published port:\n{}",
+        harness::tail(&lab.daemon_log(), 20)
+    );
+    assert_eq!(after_rm, "", "port still published after rm");
 }

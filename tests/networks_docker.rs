@@ -118,9 +118,30 @@ fn docker_cli_networks_names_and_ports() {
     d(&["network", "connect", "--alias", "o2", "front", "other"]);
     d(&["exec", "other", "ping", "-c1", "-W2", "web"]);
     d(&["exec", "web", "ping", "-c1", "-W2", "o2"]);
+    let listed = d(&["ps", "--format", "{{.Names}} {{.Networks}}", "-f", "name=other"]);
+    assert!(
+        listed == "other back,front" || listed == "other front,back",
+        "{listed}"
+    );
     let nets = d(&["inspect", "-f", "{{len .NetworkSettings.Networks}}", "other"]);
     assert_eq!(nets, "2");
     d(&["network", "disconnect", "front", "other"]);
+    // Connected while created, joined at start.
+    d(&[
+        "create",
+        "--name",
+        "later",
+        "--network",
+        "back",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    d(&["network", "connect", "front", "later"]);
+    d(&["start", "later"]);
+    d(&["exec", "later", "ping", "-c1", "-W2", "www"]);
+    let out = lab.docker(&["run", "--rm", "--network", "container:later", "busybox", "true"]);
+    assert!(stderr(&out).contains("not supported"), "{}", stderr(&out));
     assert!(!lab
         .docker(&["exec", "other", "ping", "-c1", "-W1", &ip])
         .status
@@ -161,7 +182,7 @@ fn docker_cli_networks_names_and_ports() {
     assert!(p.starts_with("0.0.0.0:"), "{p}");
 
     // rm, network rm and prune leave no veth and no bridge behind.
-    d(&["rm", "-f", "web", "other", "srv", "all"]);
+    d(&["rm", "-f", "web", "other", "srv", "all", "later"]);
     assert!(!links(&lab).contains("vs"), "veth left:\n{}", links(&lab));
     d(&["network", "rm", "front"]);
     assert!(!d(&["network", "ls"]).contains("front"));

@@ -37,19 +37,43 @@ fn on_tty(cmd: &str, keys: &[&[u8]]) -> Option<i32> {
 fn detach_and_reattach(lab: &Lab, client: &str, label: &str) {
     let name = format!("tty-{label}");
     let run = format!("{client} -H {} run -it --name {name} busybox sh", lab.host());
-    assert_eq!(on_tty(&run, &[b"echo hi\n", b"\x10\x11"]), Some(0), "{client}: detach did not end the client");
-    assert_eq!(lab.ok(&["inspect", "--format", "{{.State.Status}}", &name]), "running", "{client}: detaching stopped it");
+    assert_eq!(
+        on_tty(&run, &[b"echo hi\n", b"\x10\x11"]),
+        Some(0),
+        "{client}: detach did not end the client"
+    );
+    assert_eq!(
+        lab.ok(&["inspect", "--format", "{{.State.Status}}", &name]),
+        "running",
+        "{client}: detaching stopped it"
+    );
     let attach = format!("{client} -H {} attach {name}", lab.host());
-    assert_eq!(on_tty(&attach, &[b"exit 4\n"]), Some(4), "{client}: attach + exit");
-    assert!(eventually(5, || lab.ok(&["inspect", "--format", "{{.State.Status}}", &name]) == "exited"));
-    assert_eq!(lab.ok(&["inspect", "--format", "{{.State.ExitCode}}", &name]), "4");
+    assert_eq!(
+        on_tty(&attach, &[b"exit 4\n"]),
+        Some(4),
+        "{client}: attach + exit"
+    );
+    assert!(eventually(5, || lab.ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}}",
+        &name
+    ]) == "exited"));
+    assert_eq!(
+        lab.ok(&["inspect", "--format", "{{.State.ExitCode}}", &name]),
+        "4"
+    );
 }
 
 #[test]
 fn run_it_detach_attach_exit() {
     let lab = Lab::new("tty");
     detach_and_reattach(&lab, harness::BIN, "shoal");
-    if Command::new("docker").arg("--version").output().is_ok_and(|o| o.status.success()) {
+    if Command::new("docker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         detach_and_reattach(&lab, "docker", "docker");
     } else {
         eprintln!("SKIP: no docker CLI for the docker half");

@@ -529,7 +529,11 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
     };
     // As dockerd: an attached exec answers 101 first, so a failure to start is reported on the
     // stream and in the exec's exit code (126/127), which clients read afterwards.
-    let mut hijacked = if start.detach { None } else { Some(req.hijack(if tty { RAW } else { MUX })?) };
+    let mut hijacked = if start.detach {
+        None
+    } else {
+        Some(req.hijack(if tty { RAW } else { MUX })?)
+    };
     let mut proc = match runtime::exec(&entry.dir, &spec) {
         Ok(p) => p,
         Err(e) => {
@@ -537,7 +541,11 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
             let message = format!("OCI runtime exec failed: {e}");
             if let Some((_, mut w)) = hijacked.take() {
                 let line = format!("{message}\n");
-                let frame = if tty { line.into_bytes() } else { logs::frame(Stream::Stderr, line.as_bytes()) };
+                let frame = if tty {
+                    line.into_bytes()
+                } else {
+                    logs::frame(Stream::Stderr, line.as_bytes())
+                };
                 let _ = w.write_all(&frame);
                 let _ = w.shutdown(std::net::Shutdown::Both);
                 return Ok(());

@@ -1233,6 +1233,7 @@ Common Commands:
 Management Commands:
   container   Manage containers
   image       Manage images
+  network     Manage networks (and `port CONTAINER` lists published ports)
 
 Commands:
   attach create inspect kill load import rename restart rm rmi start stats stop tag top wait

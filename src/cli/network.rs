@@ -149,9 +149,7 @@ fn parse_flags(
                 }
             };
             f.values.push((name, v));
-        } else if switches.iter().any(|(l, _)| *l == name) {
-            f.switches.push(name);
-        } else if name == "help" {
+        } else if name == "help" || switches.iter().any(|(l, _)| *l == name) {
             f.switches.push(name);
         } else {
             return Err(format!("unknown flag: --{name}\nSee 'shoal {cmd} --help'."));

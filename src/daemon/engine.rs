@@ -178,6 +178,7 @@ impl Engine {
     /// that happened while the daemon was down, start what the restart policies say.
     pub fn recover(self: &Arc<Self>) {
         let entries: Vec<Arc<Entry>> = self.map().values().cloned().collect();
+        self.forget_unknown_endpoints(&entries.iter().map(|e| e.id.clone()).collect::<Vec<_>>());
         for entry in entries {
             let mut slot = entry.lock();
             let was = slot.rec.state.clone();
@@ -702,7 +703,10 @@ impl Engine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 entry.lock().removing = false;
-                return Err(ApiError::internal(format!("removing {}: {e}", entry.dir.display())));
+                return Err(ApiError::internal(format!(
+                    "removing {}: {e}",
+                    entry.dir.display()
+                )));
             }
         }
         self.map().remove(&entry.id);
@@ -876,6 +880,11 @@ fn write_etc_files(
     }
     for extra in hc.extra_hosts.iter().flatten() {
         if let Some((name, ip)) = extra.split_once(':').or_else(|| extra.split_once('=')) {
+            // Docker's `host-gateway`: the board as the container sees it.
+            let ip = match (ip, etc.gateway) {
+                ("host-gateway", Some(gw)) => gw.to_string(),
+                _ => ip.to_string(),
+            };
             hosts.push_str(&format!("{ip}\t{name}\n"));
         }
     }

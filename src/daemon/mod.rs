@@ -50,7 +50,9 @@ struct Settings {
 fn settings(args: DaemonArgs) -> Result<Settings, String> {
     let file = match &args.config {
         Some(path) => crate::init::config::load(path)?,
-        None => crate::init::config::load_or_default(std::path::Path::new(crate::init::config::DEFAULT_PATH))?,
+        None => {
+            crate::init::config::load_or_default(std::path::Path::new(crate::init::config::DEFAULT_PATH))?
+        }
     };
     Ok(Settings {
         root: args.root.unwrap_or(file.root),

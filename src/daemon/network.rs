@@ -174,6 +174,8 @@ fn requested_ip(settings: &EndpointSettings) -> ApiResult<Option<Ipv4Addr>> {
 #[derive(Debug, Clone, Default)]
 pub struct EtcNet {
     pub ip: Option<Ipv4Addr>,
+    /// Gateway of its first network (`--add-host NAME:host-gateway`).
+    pub gateway: Option<Ipv4Addr>,
     /// The embedded DNS of its first user-defined network.
     pub nameserver: Option<IpAddr>,
 }
@@ -227,9 +229,13 @@ impl Engine {
     }
 
     /// The networks of `rec` in joining order: the `NetworkMode` one first.
-    fn join_order(rec: &Record) -> Vec<(String, EndpointSettings)> {
+    fn join_order(net: &NetworkManager, rec: &Record) -> Vec<(String, EndpointSettings)> {
         let primary = match mode_of(&rec.host_config.network_mode) {
-            Ok(Mode::Networks(p)) => p,
+            // `NetworkMode` may name the network by id; the map is keyed by name.
+            Ok(Mode::Networks(p)) => match net.inspect(&p) {
+                Ok(v) => v["Name"].as_str().unwrap_or(&p).to_string(),
+                Err(_) => p,
+            },
             _ => return Vec::new(),
         };
         let mut v: Vec<(String, EndpointSettings)> = rec.networks.clone().into_iter().collect();
@@ -260,13 +266,14 @@ impl Engine {
     fn join_networks(&self, entry: &Entry, rec: &Record, hostname: &str, path: &Path) -> ApiResult<EtcNet> {
         let mut net = self.net();
         let mut etc = EtcNet::default();
-        for (name, settings) in Self::join_order(rec) {
+        for (name, settings) in Self::join_order(&net, rec) {
             let ip = requested_ip(&settings)?;
             let aliases = aliases_for(&name, &settings, hostname);
             let ep = net
                 .attach(&entry.id, &rec.name, path, &name, &aliases, ip)
                 .map_err(net_error)?;
             etc.ip.get_or_insert(ep.ip);
+            etc.gateway.get_or_insert(ep.gateway);
             if name != net::DEFAULT_NETWORK && etc.nameserver.is_none() {
                 etc.nameserver = net.dns_server_for(&name);
             }
@@ -291,6 +298,34 @@ impl Engine {
         drop(net);
         if let Err(e) = net::netns::remove(&entry.dir.join(NETNS_FILE)) {
             log::warn!("{e}");
+        }
+    }
+
+    /// At start-up: give back endpoints and ports of containers that no longer exist (a
+    /// record lost to a power cut, a directory removed by hand), so their addresses return.
+    pub fn forget_unknown_endpoints(&self, known: &[String]) {
+        let mut net = self.net();
+        let mut owners: Vec<String> = Vec::new();
+        for info in net.list() {
+            if let Ok(v) = net.inspect(&info.id) {
+                owners.extend(
+                    v["Containers"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|m| m.keys().cloned()),
+                );
+            }
+        }
+        owners.sort();
+        owners.dedup();
+        for id in owners.iter().filter(|id| !known.contains(id)) {
+            log::info!(
+                "releasing the network endpoints of vanished container {}",
+                short(id)
+            );
+            if let Err(e) = net.unpublish(id).and_then(|_| net.detach_all(id)) {
+                log::warn!("releasing endpoints of {}: {e}", short(id));
+            }
         }
     }
 
@@ -377,8 +412,8 @@ impl Engine {
                 .ok()
                 .and_then(|v| v["Id"].as_str().map(String::from))
                 .unwrap_or_default();
-            let aliases = rec.networks.get(name).and_then(|s| s.aliases.clone());
-            networks.insert(name.clone(), endpoint_json(ep, &net_id, aliases));
+            let settings = rec.networks.get(name).cloned().unwrap_or_default();
+            networks.insert(name.clone(), endpoint_json(ep, &net_id, settings));
         }
         // Stopped containers still show the networks they will join, without addresses.
         for (name, s) in &rec.networks {
@@ -453,11 +488,11 @@ fn rec_netns(rec: &Record) -> String {
     format!("/proc/{}/ns/net", rec.state.pid)
 }
 
-fn endpoint_json(ep: &Endpoint, net_id: &str, aliases: Option<Vec<String>>) -> Value {
+fn endpoint_json(ep: &Endpoint, net_id: &str, settings: EndpointSettings) -> Value {
     json!({
-        "IPAMConfig": null,
+        "IPAMConfig": settings.ipam_config,
         "Links": null,
-        "Aliases": aliases,
+        "Aliases": settings.aliases,
         "NetworkID": net_id,
         "EndpointID": format!("{:x}", fnv(&format!("{net_id}{}", ep.ip))),
         "Gateway": ep.gateway.to_string(),

@@ -414,7 +414,11 @@ impl ImageStore {
                     parent_id: String::new(),
                     repo_tags: tags_of(&state, hex),
                     repo_digests: Vec::new(),
-                    created: cfg.created.as_deref().and_then(crate::timefmt::parse_secs).unwrap_or(0),
+                    created: cfg
+                        .created
+                        .as_deref()
+                        .and_then(crate::timefmt::parse_secs)
+                        .unwrap_or(0),
                     size,
                     shared_size: -1,
                     virtual_size: size,
@@ -617,7 +621,11 @@ impl ImageStore {
             .iter()
             .map(|h| HistoryItem {
                 id: "<missing>".to_string(),
-                created: h.created.as_deref().and_then(crate::timefmt::parse_secs).unwrap_or(0),
+                created: h
+                    .created
+                    .as_deref()
+                    .and_then(crate::timefmt::parse_secs)
+                    .unwrap_or(0),
                 created_by: h.created_by.clone().unwrap_or_default(),
                 tags: Vec::new(),
                 size: if h.empty_layer {
