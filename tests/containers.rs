@@ -247,10 +247,10 @@ fn restart_policy_and_daemon_restart_keep_containers() {
         "sleep",
         "1000",
     ]);
+    let pid = lab.ok(&["inspect", "--format", "{{.State.Pid}}", "appliance"]);
     lab.kill_daemon();
-    let _ = std::process::Command::new("pkill")
-        .args(["-9", "-f", "sleep 1000"])
-        .status();
+    // The workload dies while the daemon is away (killed by its own pid, nothing else).
+    let _ = std::process::Command::new("kill").args(["-9", &pid]).status();
     std::thread::sleep(std::time::Duration::from_millis(300));
     lab.start_daemon();
     assert!(eventually(10, || lab.ok(&[
