@@ -79,9 +79,11 @@ fn busybox_script_starts_and_stops_the_daemon() {
     let script = repo().join("rootfs/etc/init.d/S60shoal");
     let socket = t.join("s.sock");
     let pidfile = t.join("pid");
+    // The daemon makes its default bridge where it runs: give it a throwaway network
+    // namespace (`unshare --net`), never the machine's own.
     let run = |verb: &str| {
-        Command::new("busybox")
-            .arg("sh")
+        Command::new("unshare")
+            .args(["--net", "busybox", "sh"])
             .arg(&script)
             .arg(verb)
             .env("DAEMON", shoal_bin())
