@@ -4,6 +4,7 @@
 //! - `shoal shim ...`    one per container, re-executed by the daemon; never typed by users
 //! - `shoal init`      PID 1 of a firmware image (also when the binary is named `init`)
 //! - `shoal check-config` kernel features shoal needs, present or missing
+//! - `shoal system poweroff|reboot` asks shoal's init to stop containers and power off
 //! - anything else       a client verb speaking the Docker Engine API to the daemon
 //!
 //! Errors become exit codes here only (125 for a daemon/client error, as docker does).
@@ -24,6 +25,13 @@ fn main() -> ExitCode {
         Some("check-config") => shoal::init::check_config::main(&args[2..]),
         Some("self-test") => shoal::init::selftest::main(&args[2..]),
         Some("daemon") => shoal::daemon::main(&args[2..]),
+        // Ask shoal's init (PID 1) to stop containers gracefully, sync and power off/reboot.
+        Some("system") if args.get(2).is_some_and(|v| v == "poweroff") => {
+            shoal::init::request(shoal::init::Shutdown::PowerOff)
+        }
+        Some("system") if args.get(2).is_some_and(|v| v == "reboot") => {
+            shoal::init::request(shoal::init::Shutdown::Reboot)
+        }
         Some("shim") => shoal::runtime::shim::main(&args[2..]),
         // Hidden: one member of a replicated KV store, for end-to-end raft tests.
         Some("raft-node") => shoal::cluster::node_main(&args[2..]),
