@@ -12,7 +12,8 @@ install_test_deps
 # Network safety: tests work only inside namespaces they make. Note what the machine's own
 # namespace has now, and fail the run if the tests left a bridge or rule of ours in it.
 root_net_state() {
-    { ip -o link show | grep -Eo ': (shoal[^:@]*|br-[0-9a-f]+)' ; nft list tables 2>/dev/null | grep shoal; } | sort
+    { ip -o link show | grep -Eo ': (shoal[^:@]*|br-[0-9a-f]+)' || true
+      nft list tables 2>/dev/null | grep shoal || true; } | sort
 }
 before=$(root_net_state)
 
