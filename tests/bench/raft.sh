@@ -34,10 +34,15 @@ if [ "${1:-}" = --in-lab ]; then
         for p in "${nodes[@]}"; do
             [ "$p" != "$i" ] && peers+=(--peer "$p=10.77.0.$p:7000")
         done
-        nsenter --net="/run/netns/$tag-n$i" "$bin" raft-node --id "$i" --data "$work/n$i" \
-            --listen "10.77.0.$i:7000" --client "10.77.0.$i:7001" --key-file "$work/cluster.key" \
-            --bootstrap "${peers[@]}" 2>>"$work/n$i.log" &
-        pid[$i]=$!
+        # Started from a subshell that exits at once: the node is not a job of this shell, so
+        # its kill -9 prints no "Killed" notice and init reaps it.
+        pid[$i]=$(
+            nsenter --net="/run/netns/$tag-n$i" "$bin" raft-node --id "$i" --data "$work/n$i" \
+                --listen "10.77.0.$i:7000" --client "10.77.0.$i:7001" \
+                --key-file "$work/cluster.key" --bootstrap "${peers[@]}" \
+                </dev/null >/dev/null 2>>"$work/n$i.log" &
+            echo $!
+        )
     }
 
     # One request on a fresh connection; the answer lands in $ans ("" if none).
@@ -99,8 +104,6 @@ if [ "${1:-}" = --in-lab ]; then
         req "$l" "put fo $run" && [[ $ans == ok* ]] || { echo "put fo $run: $ans" >&2; exit 1; }
         kill -9 "${pid[$l]}"
         t0=$(now_us)
-        # Reaped at once, so that bash's job notice goes to /dev/null and not the table.
-        { wait "${pid[$l]}"; } 2>/dev/null || true
         pid[$l]=
         a=$((l % 3 + 1)) b=$(((l + 1) % 3 + 1))
         target=$a
