@@ -592,7 +592,7 @@ fn five_nodes_partitioned_leader_is_replaced_and_steps_down() {
             .expect("isolated node answers from inside");
         if inside.role != "leader" {
             println!(
-                "isolated old leader stepped down after {:?}: {inside:?}",
+                "isolated old leader no longer leads, seen {:?} after the cut: {inside:?}",
                 cut_at.elapsed()
             );
             break;
