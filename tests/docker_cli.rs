@@ -6,31 +6,14 @@ mod harness;
 
 use harness::{eventually, stderr, stdout, Lab};
 
-fn have_docker() -> bool {
-    std::process::Command::new("docker")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn docker_cli_drives_shoal() {
-    if !have_docker() {
+    if !harness::have_docker() {
         eprintln!("SKIP: no docker CLI on this machine");
         return;
     }
     let lab = Lab::new("docker-cli");
-    let d = |args: &[&str]| {
-        let out = lab.docker(args);
-        assert!(
-            out.status.success(),
-            "docker {args:?} failed: {}\n{}\ndaemon log:\n{}",
-            stdout(&out),
-            stderr(&out),
-            harness::tail(&lab.daemon_log(), 30)
-        );
-        stdout(&out)
-    };
+    let d = |args: &[&str]| lab.docker_ok(args);
 
     let version = d(&[
         "version",

@@ -7,35 +7,18 @@ mod harness;
 
 use harness::{eventually, stderr, stdout, Lab};
 
-fn have_docker() -> bool {
-    std::process::Command::new("docker")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn links(lab: &Lab) -> String {
     stdout(&lab.in_netns(&["ip", "-o", "link"]))
 }
 
 #[test]
 fn docker_cli_networks_names_and_ports() {
-    if !have_docker() {
+    if !harness::have_docker() {
         eprintln!("SKIP: no docker CLI on this machine");
         return;
     }
     let lab = Lab::new("docker-net");
-    let d = |args: &[&str]| {
-        let out = lab.docker(args);
-        assert!(
-            out.status.success(),
-            "docker {args:?} failed: {}\n{}\ndaemon log:\n{}",
-            stdout(&out),
-            stderr(&out),
-            harness::tail(&lab.daemon_log(), 30)
-        );
-        stdout(&out)
-    };
+    let d = |args: &[&str]| lab.docker_ok(args);
 
     let id = d(&[
         "network",

@@ -69,11 +69,7 @@ fn detach_and_reattach(lab: &Lab, client: &str, label: &str) {
 fn run_it_detach_attach_exit() {
     let lab = Lab::new("tty");
     detach_and_reattach(&lab, harness::BIN, "shoal");
-    if Command::new("docker")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
+    if harness::have_docker() {
         detach_and_reattach(&lab, "docker", "docker");
     } else {
         eprintln!("SKIP: no docker CLI for the docker half");

@@ -297,34 +297,7 @@ pub fn check_volume(spec: &str) -> Result<(), String> {
 
 /// A Go duration `1h30m`, `42m`, `10s`, `1.5h`, `300ms` in seconds.
 pub fn parse_go_duration(s: &str) -> Option<f64> {
-    if s.is_empty() {
-        return None;
-    }
-    let mut total = 0.0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        if num_end == 0 {
-            return None;
-        }
-        let value: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += value * scale;
-        rest = &rest[unit_end..];
-    }
-    Some(total)
+    crate::timefmt::parse_duration(s).map(|d| d.as_secs_f64())
 }
 
 /// docker's `--since/--until` value → the API's `seconds[.nanos]` text: an RFC 3339 time, a

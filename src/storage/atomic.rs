@@ -12,17 +12,7 @@ pub fn write(path: &Path, data: &[u8]) -> io::Result<()> {
 
 /// Like [`write`], creating the file with `mode` (e.g. 0o600 for secrets and tokens).
 pub fn write_mode(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{}: not a file path", path.display()),
-        )
-    })?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let (dir, tmp) = temp_beside(path)?;
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -41,10 +31,8 @@ pub fn write_mode(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     result.map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))
 }
 
-/// Replace `path` atomically but without waiting for the disk (temp, rename): for files
-/// whose loss in a power cut is harmless, e.g. the record of a `--rm` container that is meant
-/// to vanish anyway. Readers still never see half a file.
-pub fn replace(path: &Path, data: &[u8]) -> io::Result<()> {
+/// The directory of `path` and a temporary name in it (same filesystem, so rename is atomic).
+fn temp_beside(path: &Path) -> io::Result<(&Path, std::path::PathBuf)> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -56,6 +44,14 @@ pub fn replace(path: &Path, data: &[u8]) -> io::Result<()> {
         )
     })?;
     let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    Ok((dir, tmp))
+}
+
+/// Replace `path` atomically but without waiting for the disk (temp, rename): for files
+/// whose loss in a power cut is harmless, e.g. the record of a `--rm` container that is meant
+/// to vanish anyway. Readers still never see half a file.
+pub fn replace(path: &Path, data: &[u8]) -> io::Result<()> {
+    let (_, tmp) = temp_beside(path)?;
     let result = fs::write(&tmp, data).and_then(|()| fs::rename(&tmp, path));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -157,6 +157,19 @@ impl Lab {
         )
     }
 
+    /// `docker args...` that must succeed; returns trimmed stdout.
+    pub fn docker_ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed: {}\n{}\ndaemon log:\n{}",
+            stdout(&out),
+            stderr(&out),
+            tail(&self.daemon_log(), 30)
+        );
+        stdout(&out)
+    }
+
     /// `shoal args...` that must succeed; returns trimmed stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.shoal(args);
@@ -179,6 +192,14 @@ impl Lab {
             .output()
             .unwrap()
     }
+}
+
+/// Whether a `docker` CLI is installed (the docker tests say SKIP without one).
+pub fn have_docker() -> bool {
+    Command::new("docker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> Output {
