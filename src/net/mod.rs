@@ -568,6 +568,11 @@ impl NetworkManager {
                 .into_iter()
                 .partition(|p| p.container_id == container_id);
         self.state.published = kept;
+        if gone.is_empty() {
+            // Nothing was published: no state write, no firewall rebuild on this hot path
+            // (every container exit and removal passes here).
+            return Ok(());
+        }
         for p in &gone {
             self.release_port(p.mapping.proto, p.mapping.host_port);
         }
