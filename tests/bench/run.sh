@@ -54,6 +54,7 @@ if mountpoint -q /sys/fs/cgroup/unified; then mount -t tmpfs none /sys/fs/cgroup
 cd "$work/bundle"
 hyperfine -N --warmup 5 --runs "${SHOAL_BENCH_RUNS:-40}" --export-json "$work/start.json" \
     -n shoal "$bin run --rm --network none busybox true" \
+    -n shoal-bridge "$bin run --rm busybox true" \
     -n crun "crun run bench-crun" \
     -n runc "runc run bench-runc" >"$work/hyperfine.txt"
 INNER
@@ -63,6 +64,7 @@ median() { jq -r ".results[] | select(.command==\"$1\") | .median" "$work/start.
 shoal_ms=$(median shoal | awk '{printf "%.1f", $1*1000}')
 crun_ms=$(median crun | awk '{printf "%.1f", $1*1000}')
 runc_ms=$(median runc | awk '{printf "%.1f", $1*1000}')
+bridge_ms=$(median shoal-bridge | awk '{printf "%.1f", $1*1000}')
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 daemon_rss=$(rss_kib "$daemon_pid")
@@ -81,5 +83,6 @@ echo "shoal benchmark ($(uname -m), $(nproc) cores)"
 printf '  binary size (static, stripped, %s): %d bytes (%.2f MiB)\n' "$target" "$size" "$(awk -v s="$size" 'BEGIN{print s/1048576}')"
 printf '  start, run --rm --network none busybox true (median): shoal %s ms | crun %s ms | runc %s ms\n' "$shoal_ms" "$crun_ms" "$runc_ms"
 printf '  ratio shoal/crun: %s (goal <= 2.00)   shoal/runc: %s\n' "$(ratio "$shoal_ms" "$crun_ms")" "$(ratio "$shoal_ms" "$runc_ms")"
+printf '  start on the default bridge (netns, veth, address, DNS): %s ms, ratio to --network none: %s (goal <= 1.50)\n' "$bridge_ms" "$(ratio "$bridge_ms" "$shoal_ms")"
 printf '  daemon idle RSS: %d KiB (goal <= 8192)\n' "$daemon_rss"
 printf '  shim per container: private (RssAnon) %d KiB (goal <= 1024), PSS %d KiB, RSS incl. shared text %d KiB\n' "$shim_anon" "$shim_pss" "$shim_rss"
