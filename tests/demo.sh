@@ -19,6 +19,7 @@ cleanup() {
     for id in $("$bin" ps -aq 2>/dev/null); do "$bin" rm -f "$id" >/dev/null; done
     [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
     ip netns del "$ns" 2>/dev/null
+    find /sys/fs/cgroup -depth -type d -name "shoal-demo-$$" -exec rmdir {} \; 2>/dev/null
     rm -rf "$lab"
 }
 trap cleanup EXIT

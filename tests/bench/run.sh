@@ -25,6 +25,7 @@ cleanup() {
     done
     [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
     ip netns del "$ns" 2>/dev/null
+    find /sys/fs/cgroup -depth -type d -name "shoal-bench-$$" -exec rmdir {} \; 2>/dev/null
     umount -R "$work" 2>/dev/null
     rm -rf "$work"
 }
