@@ -16,8 +16,9 @@ use serde_json::json;
 use super::http::{ApiError, ApiRequest, ApiResult};
 use super::types::{ExecConfig, ExecStart};
 use crate::daemon::engine::{Engine, Entry};
-use crate::daemon::logs::{self, Follower, LogEntry, Stream};
 use crate::runtime;
+use crate::runtime::logs::{Follow, LogEntry};
+use crate::runtime::Stream;
 use crate::timefmt;
 
 /// How often a follower looks for new output (an exit wakes it at once).
@@ -25,6 +26,40 @@ const FOLLOW_POLL: Duration = Duration::from_millis(10);
 
 const MUX: &str = "application/vnd.docker.multiplexed-stream";
 const RAW: &str = "application/vnd.docker.raw-stream";
+
+/// Which entries `docker logs` shows: `since`/`until` bounds (Unix nanoseconds), then the
+/// last `tail` of them.
+fn select(
+    entries: Vec<LogEntry>,
+    since: Option<i128>,
+    until: Option<i128>,
+    tail: Option<usize>,
+) -> Vec<LogEntry> {
+    let at = |e: &LogEntry| timefmt::parse(&e.time).unwrap_or(0);
+    let mut v: Vec<LogEntry> = entries
+        .into_iter()
+        .filter(|e| since.is_none_or(|s| at(e) >= s) && until.is_none_or(|u| at(e) <= u))
+        .collect();
+    if let Some(t) = tail {
+        let skip = v.len().saturating_sub(t);
+        v.drain(..skip);
+    }
+    v
+}
+
+/// A multiplexed-stream frame: type byte (1 stdout, 2 stderr), three zero bytes, big-endian
+/// length, payload.
+fn frame(stream: Stream, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + data.len());
+    out.push(match stream {
+        Stream::Stdout => 1,
+        Stream::Stderr => 2,
+    });
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(data);
+    out
+}
 
 /// Write entries as docker clients expect them: raw for tty containers, framed otherwise.
 fn write_entries(
@@ -43,16 +78,16 @@ fn write_entries(
         if !wanted {
             continue;
         }
-        let mut data = Vec::with_capacity(e.data.len() + 32);
+        let mut data = Vec::with_capacity(e.line.len() + 32);
         if timestamps {
             data.extend_from_slice(e.time.as_bytes());
             data.push(b' ');
         }
-        data.extend_from_slice(&e.data);
+        data.extend_from_slice(&e.line);
         if tty {
             buf.extend_from_slice(&data);
         } else {
-            buf.extend_from_slice(&logs::frame(e.stream, &data));
+            buf.extend_from_slice(&frame(e.stream, &data));
         }
     }
     if buf.is_empty() {
@@ -66,7 +101,7 @@ fn write_entries(
 fn follow_until_exit(
     entry: &Entry,
     exits0: u64,
-    mut follower: Follower,
+    mut follower: Follow,
     w: &mut dyn Write,
     tty: bool,
     ts: bool,
@@ -77,7 +112,7 @@ fn follow_until_exit(
             let s = entry.lock();
             s.removed || s.exits > exits0
         };
-        match follower.poll() {
+        match follower.poll_new() {
             Ok(batch) => {
                 if write_entries(w, &batch, tty, ts, want).is_err() {
                     return;
@@ -133,22 +168,14 @@ pub fn logs(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult<(
         let s = entry.lock();
         (s.rec.config.tty, s.rec.state.status.is_active(), s.exits)
     };
-    let (entries, pos) = logs::read(&entry.dir)?;
-    let entries = logs::select(entries, since, until, tail);
+    let mut follower = crate::runtime::logs::follow(&entry.dir, None, None)?;
+    let entries = select(follower.take_stored(), since, until, tail);
     let mut w = req.stream(if tty { RAW } else { MUX })?;
     if write_entries(&mut w, &entries, tty, ts, want).is_err() || !follow {
         return Ok(());
     }
     if active {
-        follow_until_exit(
-            &entry,
-            exits0,
-            Follower::new(&entry.dir, pos),
-            &mut w,
-            tty,
-            ts,
-            want,
-        );
+        follow_until_exit(&entry, exits0, follower, &mut w, tty, ts, want);
     }
     Ok(())
 }
@@ -169,7 +196,7 @@ pub fn attach(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult
             .unwrap_or("ctrl-p,ctrl-q"),
     )
     .map_err(ApiError::bad_request)?;
-    let follower = Follower::at_end(&entry.dir);
+    let follower = Follow::from_end(&entry.dir);
     let (reader, mut writer) = req.hijack(if tty { RAW } else { MUX })?;
     if stdin {
         let entry = entry.clone();
@@ -544,7 +571,7 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
                 let frame = if tty {
                     line.into_bytes()
                 } else {
-                    logs::frame(Stream::Stderr, line.as_bytes())
+                    frame(Stream::Stderr, line.as_bytes())
                 };
                 let _ = w.write_all(&frame);
                 let _ = w.shutdown(std::net::Shutdown::Both);
@@ -645,7 +672,7 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
                         let msg = if tty {
                             buf[..n].to_vec()
                         } else {
-                            logs::frame(stream, &buf[..n])
+                            frame(stream, &buf[..n])
                         };
                         let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
                         if w.write_all(&msg).is_err() {
@@ -663,4 +690,32 @@ pub fn exec_start(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiRe
     let w = writer.lock().unwrap_or_else(|p| p.into_inner());
     let _ = w.shutdown(std::net::Shutdown::Both);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_applies_since_until_tail() {
+        let mk = |n: i128| LogEntry {
+            stream: Stream::Stdout,
+            time: timefmt::format_nanos(n),
+            line: vec![],
+        };
+        let all: Vec<_> = (1..=5).map(mk).collect();
+        let at = |v: Vec<LogEntry>| {
+            v.iter()
+                .map(|e| timefmt::parse(&e.time).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(at(select(all.clone(), Some(2), Some(4), None)), [2, 3, 4]);
+        assert_eq!(at(select(all, None, None, Some(2))), [4, 5]);
+    }
+
+    #[test]
+    fn frames_have_docker_header() {
+        assert_eq!(frame(Stream::Stderr, b"hi"), [2, 0, 0, 0, 0, 0, 0, 2, b'h', b'i']);
+        assert_eq!(frame(Stream::Stdout, b"")[0], 1);
+    }
 }

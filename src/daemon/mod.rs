@@ -5,7 +5,6 @@
 pub mod container;
 pub mod engine;
 pub mod logger;
-pub mod logs;
 pub mod names;
 pub mod network;
 

@@ -267,6 +267,33 @@ pub fn follow(dir: &Path, since: Option<SystemTime>, tail: Option<usize>) -> io:
 }
 
 impl Follow {
+    /// Follow only what is written from now on (an attach): the live file from its end.
+    /// A half-written last line is skipped whole (its tail does not parse).
+    pub fn from_end(dir: &Path) -> Follow {
+        let file = File::open(path(dir)).ok().and_then(|mut f| {
+            let end = f.seek(SeekFrom::End(0)).ok()?;
+            Some((f, end))
+        });
+        Follow {
+            dir: dir.to_path_buf(),
+            file,
+            ready: Default::default(),
+            finished: false,
+        }
+    }
+
+    /// The stored lines [`follow`] read before its position (the reader takes them once).
+    pub fn take_stored(&mut self) -> Vec<LogEntry> {
+        self.ready.drain(..).collect()
+    }
+
+    /// Lines appended since the last call, without waiting; the caller decides when the
+    /// container's end makes this the last call.
+    pub fn poll_new(&mut self) -> io::Result<Vec<LogEntry>> {
+        self.poll_file()?;
+        Ok(self.ready.drain(..).collect())
+    }
+
     /// Read whatever is new; returns true if anything came.
     fn poll_file(&mut self) -> io::Result<bool> {
         let mut got = vec![];
