@@ -174,7 +174,7 @@ pub struct Config {
     pub dns_port: u16,
     /// Where forwarded queries go; default: the host's /etc/resolv.conf.
     pub upstreams: Option<Upstreams>,
-    /// Manage nftables rules (isolation, masquerade) when `nft` exists.
+    /// Manage nftables rules (isolation, masquerade) when the kernel has nf_tables.
     pub firewall: bool,
 }
 
@@ -204,7 +204,7 @@ pub struct NetworkManager {
     reservations: BTreeMap<(Proto, u16), std::os::fd::OwnedFd>,
     /// Userland relays, when the board has no nftables.
     proxy: Option<proxy::Proxy>,
-    /// Whether `nft` took a rule set yet (None: not tried).
+    /// Whether the kernel took a rule set yet (None: not tried).
     nft_works: Option<bool>,
 }
 
@@ -248,6 +248,8 @@ impl NetworkManager {
             State::default()
         };
         let nl = Netlink::open(&config.host)?;
+        // A kernel without nfnetlink gets the userland proxy from the first port on.
+        let nft_works = (config.firewall && !firewall::available(&config.host)).then_some(false);
         Ok(NetworkManager {
             state_path,
             config,
@@ -258,7 +260,7 @@ impl NetworkManager {
             listeners: BTreeMap::new(),
             reservations: BTreeMap::new(),
             proxy: None,
-            nft_works: None,
+            nft_works,
         })
     }
 
@@ -361,7 +363,7 @@ impl NetworkManager {
         });
     }
 
-    /// Replace the rule set. The first time, a kernel or `nft` that cannot take it (no
+    /// Replace the rule set. The first time, a kernel that cannot take it (no
     /// nf_tables on the board) switches the manager to no rules and the userland proxy,
     /// rather than failing the daemon; later failures are errors.
     fn apply_firewall(&mut self) -> io::Result<()> {
@@ -439,7 +441,7 @@ impl NetworkManager {
     }
 
     fn use_nft(&self) -> bool {
-        self.config.firewall && self.nft_works != Some(false) && firewall::available()
+        self.config.firewall && self.nft_works != Some(false)
     }
 
     /// Hold `port` (0: any) for `m`: a bound socket under nftables, else a proxy listener.

@@ -6,3 +6,4 @@
 
 pub mod dns;
 pub mod netlink;
+pub mod nftables;
