@@ -158,8 +158,12 @@ impl Netlink {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("link {name} does not exist")))
     }
 
+    /// Create bridge `name` with a fixed hardware address of its own (see [`bridge_mac`]).
     pub fn create_bridge(&mut self, name: &str) -> io::Result<()> {
-        self.ack(wire::new_bridge(name), &format!("creating bridge {name}"))
+        self.ack(
+            wire::new_bridge(name, bridge_mac(name)),
+            &format!("creating bridge {name}"),
+        )
     }
 
     pub fn create_veth(&mut self, name: &str, peer: &str) -> io::Result<()> {
@@ -239,4 +243,12 @@ fn parse_links(payloads: Vec<Payload>, what: &str) -> io::Result<Vec<LinkInfo>> 
         .map(|(_, p)| wire::parse_link(p))
         .collect::<Result<_, _>>()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}")))
+}
+
+/// A locally administered unicast address derived from the bridge's name: stable across
+/// daemon restarts, so neighbours' ARP entries for the gateway stay right.
+pub fn bridge_mac(name: &str) -> [u8; 6] {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(name.as_bytes());
+    [0x02, 0x42, h[0], h[1], h[2], h[3]]
 }

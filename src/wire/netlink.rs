@@ -155,14 +155,17 @@ pub fn ifinfomsg(index: i32, flags: u32, change: u32) -> [u8; 16] {
     b
 }
 
-/// RTM_NEWLINK creating a bridge named `name`.
-pub fn new_bridge(name: &str) -> Request {
+/// RTM_NEWLINK creating a bridge named `name` with hardware address `mac`. A bridge left to
+/// pick its own takes the lowest address among its ports and changes it whenever a port with
+/// a lower one joins, which leaves stale gateway entries in the neighbours' ARP caches.
+pub fn new_bridge(name: &str, mac: [u8; 6]) -> Request {
     let mut r = Request::new(
         RTM_NEWLINK,
         NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
         &ifinfomsg(0, 0, 0),
     );
     r.attr_str(IFLA_IFNAME, name);
+    r.attr(IFLA_ADDRESS, &mac);
     let info = r.begin_nest(IFLA_LINKINFO);
     r.attr_str(IFLA_INFO_KIND, "bridge");
     r.end_nest(info);
