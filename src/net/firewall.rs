@@ -454,7 +454,10 @@ mod tests {
         let post = &chain(&chains, "postrouting").rules;
         let outward: Vec<&Vec<Expr>> = post
             .iter()
-            .filter(|r| r.iter().any(|e| matches!(e, Expr::Cmp { op: CmpOp::Neq, .. })))
+            .filter(|r| {
+                r.iter()
+                    .any(|e| matches!(e, Expr::Cmp { op: CmpOp::Neq, data, .. } if data.len() == 16))
+            })
             .collect();
         assert_eq!(outward.len(), 2, "shoal0 and br-a only");
         assert!(outward.iter().all(|r| r.last() == Some(&Expr::Masquerade)));

@@ -122,7 +122,9 @@ pub struct Pool {
     pub gateway: Ipv4Addr,
     /// Addresses are handed out from this range only (Docker's `--ip-range`).
     pub range: Subnet,
-    /// Address → owner (a container id), in address order.
+    /// Address → owner (a container id), in address order. Not part of the pool's durable
+    /// definition: the network manager rebuilds it from its endpoints at load.
+    #[serde(default, skip_serializing)]
     allocated: BTreeMap<Ipv4Addr, String>,
     /// Where the next search starts.
     #[serde(default)]
@@ -229,6 +231,12 @@ impl Pool {
         }
         self.allocated.insert(addr, owner.to_string());
         Ok(())
+    }
+
+    /// Forget every allocation.
+    pub fn release_all(&mut self) {
+        self.allocated.clear();
+        self.next = None;
     }
 
     /// Give `addr` back; returns whether it was allocated.
@@ -340,14 +348,25 @@ mod tests {
     }
 
     #[test]
-    fn release_owner_and_survives_serde() {
+    fn release_owner_and_serde_keeps_only_the_definition() {
         let mut p = Pool::new("10.6.0.0/24", None, None).unwrap();
         let a = p.allocate("one").unwrap();
         let b = p.allocate("two").unwrap();
         p.allocate_specific([10, 6, 0, 50].into(), "one").unwrap();
+        // Allocations are rebuilt from endpoints by the manager, not stored with the pool.
         let restored: Pool = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
-        assert_eq!(restored, p);
-        let mut p = restored;
+        assert_eq!(
+            (restored.subnet, restored.gateway, restored.range),
+            (p.subnet, p.gateway, p.range)
+        );
+        assert_eq!(restored.allocated().count(), 0);
+        // Older files carried them and still load.
+        let legacy = r#"{"subnet":{"addr":"10.6.0.0","prefix":24},"gateway":"10.6.0.1",
+            "range":{"addr":"10.6.0.0","prefix":24},"allocated":{"10.6.0.2":"one"}}"#;
+        let old: Pool = serde_json::from_str(legacy).unwrap();
+        assert_eq!(old.owner_of([10, 6, 0, 2].into()), Some("one"));
+        let mut restored = restored;
+        restored.release_all();
         assert_eq!(p.release_owner("one"), vec![a, Ipv4Addr::new(10, 6, 0, 50)]);
         assert_eq!(p.owner_of(b), Some("two"));
         assert!(p.allocate("three").unwrap() != b);

@@ -40,6 +40,7 @@ pub const DEFAULT_BIP: &str = "172.30.0.1/16";
 /// Docker's option naming the bridge interface.
 pub const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
 const STATE_FILE: &str = "networks.json";
+const EPHEMERAL_FILE: &str = "endpoints.json";
 
 /// What `network create` asks for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -102,7 +103,9 @@ struct NetworkRecord {
     /// Only bridge networks have these.
     bridge: Option<String>,
     pool: Option<Pool>,
-    /// Container id → endpoint.
+    /// Container id → endpoint. Kept in the ephemeral state file (see [`Ephemeral`]); read
+    /// here only from files of older versions.
+    #[serde(default, skip_serializing)]
     endpoints: BTreeMap<String, EndpointRecord>,
 }
 
@@ -148,10 +151,24 @@ struct PublishedPort {
     bridge: String,
 }
 
+/// The durable part: network definitions (written with fsync).
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
     networks: Vec<NetworkRecord>,
-    #[serde(default)]
+    /// Runtime data, persisted separately in [`Ephemeral`].
+    #[serde(default, skip_serializing)]
+    published: Vec<PublishedPort>,
+}
+
+/// What belongs to running containers: endpoints (and so address allocations) and published
+/// ports. It must survive a daemon restart, when containers keep running, but not a power
+/// cut, after which no container runs and all of it is void. So it is written atomically
+/// without waiting for the disk (a container start and exit cost no fsync), and a missing or
+/// unreadable file reads as empty.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Ephemeral {
+    /// (network id, endpoint).
+    endpoints: Vec<(String, EndpointRecord)>,
     published: Vec<PublishedPort>,
 }
 
@@ -192,6 +209,7 @@ impl Default for Config {
 /// The daemon's handle on networking.
 pub struct NetworkManager {
     state_path: PathBuf,
+    ephemeral_path: PathBuf,
     config: Config,
     state: State,
     nl: Netlink,
@@ -242,16 +260,40 @@ impl NetworkManager {
         std::fs::create_dir_all(state_dir)
             .map_err(|e| err(e.kind(), format!("creating {}: {e}", state_dir.display())))?;
         let state_path = state_dir.join(STATE_FILE);
-        let state = if state_path.exists() {
+        let mut state: State = if state_path.exists() {
             atomic::read_json(&state_path)?
         } else {
             State::default()
         };
+        let ephemeral_path = state_dir.join(EPHEMERAL_FILE);
+        if ephemeral_path.exists() {
+            match atomic::read_json::<Ephemeral>(&ephemeral_path) {
+                Ok(eph) => {
+                    for (net_id, e) in eph.endpoints {
+                        if let Some(n) = state.networks.iter_mut().find(|n| n.id == net_id) {
+                            n.endpoints.insert(e.container_id.clone(), e);
+                        }
+                    }
+                    state.published = eph.published;
+                }
+                Err(e) => log::warn!("starting with no endpoints: {e}"),
+            }
+        }
+        // Allocations are exactly the endpoints' addresses.
+        for n in &mut state.networks {
+            if let Some(pool) = n.pool.as_mut() {
+                pool.release_all();
+                for e in n.endpoints.values() {
+                    let _ = pool.allocate_specific(e.endpoint.ip, &e.container_id);
+                }
+            }
+        }
         let nl = Netlink::open(&config.host)?;
         // A kernel without nfnetlink gets the userland proxy from the first port on.
         let nft_works = (config.firewall && !firewall::available(&config.host)).then_some(false);
         Ok(NetworkManager {
             state_path,
+            ephemeral_path,
             config,
             state,
             nl,
@@ -264,8 +306,24 @@ impl NetworkManager {
         })
     }
 
+    /// Write the network definitions, durably.
     fn persist(&self) -> io::Result<()> {
         atomic::write_json(&self.state_path, &self.state)
+    }
+
+    /// Write endpoints and published ports: atomic, not fsynced (see [`Ephemeral`]).
+    fn persist_endpoints(&self) -> io::Result<()> {
+        let eph = Ephemeral {
+            endpoints: self
+                .state
+                .networks
+                .iter()
+                .flat_map(|n| n.endpoints.values().map(|e| (n.id.clone(), e.clone())))
+                .collect(),
+            published: self.state.published.clone(),
+        };
+        let data = serde_json::to_vec(&eph).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        atomic::replace(&self.ephemeral_path, &data)
     }
 
     fn find(&self, name_or_id: &str) -> io::Result<usize> {
@@ -545,7 +603,7 @@ impl NetworkManager {
                 }
             }
         }
-        self.persist()?;
+        self.persist_endpoints()?;
         if let Err(e) = self.apply_firewall() {
             let _ = self.unpublish(container_id);
             return Err(e);
@@ -578,7 +636,7 @@ impl NetworkManager {
         for p in &gone {
             self.release_port(p.mapping.proto, p.mapping.host_port);
         }
-        self.persist()?;
+        self.persist_endpoints()?;
         self.apply_firewall()
     }
 
@@ -989,7 +1047,7 @@ impl NetworkManager {
         self.state.networks[i]
             .endpoints
             .insert(container_id.to_string(), record.clone());
-        let plumbed = self.persist().and_then(|_| {
+        let plumbed = self.persist_endpoints().and_then(|_| {
             let link = Link {
                 bridge: &bridge,
                 host_if: &host_if,
@@ -1003,7 +1061,7 @@ impl NetworkManager {
             self.state.networks[i].endpoints.remove(container_id);
             let _ = self.nl.delete_link(&host_if);
             self.release_ip(i, ip);
-            let _ = self.persist();
+            let _ = self.persist_endpoints();
             return Err(ctx(e));
         }
         self.register_dns(&net_name, &record);
@@ -1095,7 +1153,7 @@ impl NetworkManager {
         for p in gone {
             self.release_port(p.mapping.proto, p.mapping.host_port);
         }
-        self.persist()?;
+        self.persist_endpoints()?;
         if had_ports {
             self.apply_firewall()?;
         }
@@ -1216,6 +1274,7 @@ impl NetworkManager {
         self.state.published.clear();
         self.reservations.clear();
         self.persist()?;
+        self.persist_endpoints()?;
         if self.use_nft() {
             firewall::remove(&self.config.host)?;
         }
