@@ -20,6 +20,20 @@ fn veths(lab: &Lab) -> Vec<String> {
         .collect()
 }
 
+/// The veths once the reaper has deleted those of exited containers (it runs in the
+/// background, so an exit does not wait for the kernel's grace period).
+fn settled_veths(lab: &Lab, expected: usize) -> Vec<String> {
+    let mut v = veths(lab);
+    for _ in 0..50 {
+        if v.len() <= expected {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        v = veths(lab);
+    }
+    v
+}
+
 fn fetch(lab: &Lab, url: &str) -> String {
     stdout(&lab.in_netns(&["curl", "-s", "-m", "2", url]))
 }
@@ -187,7 +201,7 @@ fn user_networks_resolve_names_and_isolate() {
     // Removing a network in use fails; once its containers are gone nothing is left.
     assert!(!lab.shoal(&["network", "rm", "blue"]).status.success());
     lab.ok(&["rm", "-f", "alpha", "beta", "gamma"]);
-    assert_eq!(veths(&lab), Vec::<String>::new());
+    assert_eq!(settled_veths(&lab, 0), Vec::<String>::new());
     assert_eq!(lab.ok(&["network", "rm", "blue"]), "blue");
     let pruned = lab.ok(&["network", "prune", "-f"]);
     assert_eq!(pruned, "Deleted Networks:\nred");
@@ -252,7 +266,7 @@ fn published_ports_default_bridge_and_cleanup() {
 
     // A container that exits gives back its endpoint and ports.
     lab.ok(&["run", "--name", "brief", "-p", "18090:80", "busybox", "true"]);
-    assert_eq!(veths(&lab).len(), 1, "{}", links(&lab));
+    assert_eq!(settled_veths(&lab, 1).len(), 1, "{}", links(&lab));
     assert_eq!(stdout(&lab.shoal(&["port", "brief"])), "");
     lab.ok(&["rm", "brief"]);
     // --network none and host get no endpoint.
@@ -270,7 +284,7 @@ fn published_ports_default_bridge_and_cleanup() {
         "lo"
     );
     lab.ok(&["rm", "-f", "web"]);
-    assert_eq!(veths(&lab), Vec::<String>::new());
+    assert_eq!(settled_veths(&lab, 0), Vec::<String>::new());
     assert!(fetch(&lab, "http://127.0.0.1:18081/i").is_empty());
 }
 
@@ -332,7 +346,7 @@ fn daemon_restart_keeps_networks_addresses_and_ports() {
 
     lab.ok(&["rm", "-f", "srv", "tee"]);
     assert_eq!(lab.stop_daemon(), Some(0));
-    assert_eq!(veths(&lab), Vec::<String>::new());
+    assert_eq!(settled_veths(&lab, 0), Vec::<String>::new());
     let routes = stdout(&lab.in_netns(&["ip", "route"]));
     // Only the bridges' own subnets stay routed: no per-container route survives.
     assert!(

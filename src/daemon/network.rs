@@ -292,7 +292,7 @@ impl Engine {
         if let Err(e) = net.unpublish(&entry.id) {
             log::warn!("unpublishing ports of {}: {e}", short(&entry.id));
         }
-        if let Err(e) = net.detach_all(&entry.id) {
+        if let Err(e) = net.detach_all_exited(&entry.id) {
             log::warn!("disconnecting {}: {e}", short(&entry.id));
         }
         drop(net);

@@ -15,6 +15,7 @@ pub mod ipam;
 pub mod netlink;
 pub mod netns;
 pub mod proxy;
+pub mod reaper;
 
 use crate::storage::atomic;
 use crate::wire::netlink::LinkChange;
@@ -220,6 +221,8 @@ pub struct NetworkManager {
     /// Bound (not listening) sockets holding published host ports so no other program
     /// takes them; keyed by protocol and port.
     reservations: BTreeMap<(Proto, u16), std::os::fd::OwnedFd>,
+    /// Deletes the veths of exited containers in the background (started on first use).
+    reaper: Option<reaper::Reaper>,
     /// Userland relays, when the board has no nftables.
     proxy: Option<proxy::Proxy>,
     /// Whether the kernel took a rule set yet (None: not tried).
@@ -302,6 +305,7 @@ impl NetworkManager {
             listeners: BTreeMap::new(),
             reservations: BTreeMap::new(),
             proxy: None,
+            reaper: None,
             nft_works,
         })
     }
@@ -1120,6 +1124,12 @@ impl NetworkManager {
 
     /// Disconnect a container from `network`: its veth goes, its address is released.
     pub fn detach(&mut self, container_id: &str, network: &str) -> io::Result<()> {
+        self.detach_with(container_id, network, false)
+    }
+
+    /// As [`NetworkManager::detach`]; with `later` the veth is deleted by the reaper thread
+    /// (for containers that are gone: nothing can use the link any more).
+    fn detach_with(&mut self, container_id: &str, network: &str, later: bool) -> io::Result<()> {
         let i = self.find(network)?;
         let net_name = self.state.networks[i].name.clone();
         let Some(rec) = self.state.networks[i].endpoints.remove(container_id) else {
@@ -1129,7 +1139,12 @@ impl NetworkManager {
             ));
         };
         // The host end is gone already when the container's namespace died with it.
-        match self.nl.delete_link(&rec.host_ifname) {
+        let deleted = if later {
+            self.delete_later(&rec.host_ifname)
+        } else {
+            self.nl.delete_link(&rec.host_ifname)
+        };
+        match deleted {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => {
@@ -1160,8 +1175,30 @@ impl NetworkManager {
         Ok(())
     }
 
+    /// Queue the deletion of link `name` on the reaper thread.
+    fn delete_later(&mut self, name: &str) -> io::Result<()> {
+        let index = self.nl.index(name)?;
+        if self.reaper.is_none() {
+            self.reaper = Some(reaper::Reaper::start(&self.config.host)?);
+        }
+        if let Some(r) = &self.reaper {
+            r.delete(index, name);
+        }
+        Ok(())
+    }
+
+    /// Disconnect a container whose processes are all gone from every network; its veths are
+    /// deleted in the background, so its exit does not wait for the kernel.
+    pub fn detach_all_exited(&mut self, container_id: &str) -> io::Result<()> {
+        self.detach_all_with(container_id, true)
+    }
+
     /// Disconnect a container from every network (container removal).
     pub fn detach_all(&mut self, container_id: &str) -> io::Result<()> {
+        self.detach_all_with(container_id, false)
+    }
+
+    fn detach_all_with(&mut self, container_id: &str, later: bool) -> io::Result<()> {
         let nets: Vec<String> = self
             .state
             .networks
@@ -1170,7 +1207,7 @@ impl NetworkManager {
             .map(|n| n.id.clone())
             .collect();
         for id in nets {
-            self.detach(container_id, &id)?;
+            self.detach_with(container_id, &id, later)?;
         }
         Ok(())
     }

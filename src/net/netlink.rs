@@ -216,6 +216,12 @@ impl Netlink {
 
     pub fn delete_link(&mut self, name: &str) -> io::Result<()> {
         let index = self.index(name)?;
+        self.delete_index(index, name)
+    }
+
+    /// Delete the link with `index` (`name` is for the error message only). Indexes are not
+    /// reused soon, unlike names, so a late deletion never hits a newer link.
+    pub fn delete_index(&mut self, index: u32, name: &str) -> io::Result<()> {
         self.ack(wire::del_link(index), &format!("deleting link {name}"))
     }
 
