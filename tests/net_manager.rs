@@ -3,11 +3,13 @@
 //! to a fake upstream inside the lab with failover, restart, and cleanup.
 //! Nothing touches the machine's root network namespace; no packet leaves the lab.
 
+#[path = "lab/fake_dns.rs"]
+mod fake_dns;
+
 use shoal::net::dns_server::Upstreams;
 use shoal::net::netlink::Netlink;
 use shoal::net::netns::{self, Netns};
 use shoal::net::{Config, NetworkManager, NetworkOptions};
-use shoal::wire::dns::{Message, RData, Record, CLASS_IN};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -82,58 +84,6 @@ fn dig_short(ns: &str, server: &str, args: &[&str]) -> Vec<String> {
     v
 }
 
-fn fake_answer(query: &[u8]) -> Option<Vec<u8>> {
-    let q = Message::parse_bytes(query).ok()?;
-    let mut r = Message::response_to(&q, 0);
-    let question = q.questions.first()?;
-    r.answers.push(Record {
-        name: question.name.clone(),
-        class: CLASS_IN,
-        ttl: 30,
-        data: RData::A(Ipv4Addr::new(192, 0, 2, 77)),
-    });
-    r.emit(512).ok()
-}
-
-/// A fake upstream resolver inside the lab (UDP and TCP): answers every query with
-/// A 192.0.2.77.
-fn fake_upstream(lab: &Netns) -> SocketAddr {
-    let (sock, tcp) = netns::run_in(lab, || {
-        let u = UdpSocket::bind("127.0.0.1:0")?;
-        let t = std::net::TcpListener::bind(u.local_addr()?)?;
-        Ok((u, t))
-    })
-    .unwrap();
-    let addr = sock.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, peer)) = sock.recv_from(&mut buf) {
-            if let Some(reply) = fake_answer(&buf[..n]) {
-                let _ = sock.send_to(&reply, peer);
-            }
-        }
-    });
-    std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        for mut s in tcp.incoming().flatten() {
-            let mut len = [0u8; 2];
-            if s.read_exact(&mut len).is_err() {
-                continue;
-            }
-            let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
-            if s.read_exact(&mut q).is_err() {
-                continue;
-            }
-            if let Some(reply) = fake_answer(&q) {
-                let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
-                framed.extend(reply);
-                let _ = s.write_all(&framed);
-            }
-        }
-    });
-    addr
-}
-
 /// An upstream that reads queries and never answers (forces the timeout path).
 fn silent_upstream(lab: &Netns) -> SocketAddr {
     let sock = netns::run_in(lab, || UdpSocket::bind("127.0.0.1:0")).unwrap();
@@ -172,7 +122,7 @@ fn networks_dns_isolation_restart_cleanup() {
     let (lab_name, lab_path) = lab.netns("lab");
     let lab_ns = Netns::Path(lab_path.clone());
     Netlink::open(&lab_ns).unwrap().set_up("lo").unwrap();
-    let good = fake_upstream(&lab_ns);
+    let good = fake_dns::upstream(&lab_ns, "127.0.0.1:0", Ipv4Addr::new(192, 0, 2, 77));
     let silent = silent_upstream(&lab_ns);
     // Nothing listens here: the kernel refuses at once.
     let refused: SocketAddr = "127.0.0.1:9".parse().unwrap();

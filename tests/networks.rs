@@ -3,6 +3,8 @@
 //! connect`, published ports (`-p`, `-P`, `port`), /etc files, nothing left behind after
 //! exit, `rm` and `network rm`, and a daemon restart keeping networks, addresses and ports.
 
+#[path = "lab/fake_dns.rs"]
+mod fake_dns;
 mod harness;
 
 use harness::{eventually, stdout, Lab};
@@ -469,4 +471,93 @@ fn published_port_reached_from_a_lan_host() {
         harness::tail(&lab.daemon_log(), 20)
     );
     assert_eq!(after_rm, "", "port still published after rm");
+}
+
+#[test]
+fn own_dns_servers_and_rename_on_a_user_network() {
+    let lab = Lab::new("net-owndns");
+    // The container's own upstream: a fake resolver inside the lab, on a loopback address no
+    // host resolv.conf names, so only queries sent to it get its answer.
+    let lab_ns = shoal::net::netns::Netns::Path(format!("/run/netns/{}", lab.netns).into());
+    fake_dns::upstream(&lab_ns, "127.0.0.77:53", [192, 0, 2, 77].into());
+    lab.ok(&["network", "create", "green"]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "one",
+        "--network",
+        "green",
+        "--dns",
+        "127.0.0.77",
+        "--dns-search",
+        "corp.example",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "two",
+        "--network",
+        "green",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    // resolv.conf names only the embedded DNS; --dns became its upstream for this container.
+    let resolv = lab.ok(&["exec", "one", "cat", "/etc/resolv.conf"]);
+    let gateway = lab.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{(index .IPAM.Config 0).Gateway}}",
+        "green",
+    ]);
+    assert!(
+        resolv.starts_with(&format!("nameserver {gateway}\n")) && !resolv.contains("127.0.0.77"),
+        "{resolv}"
+    );
+    assert!(resolv.contains("search corp.example"), "{resolv}");
+    let out = lab.ok(&["exec", "one", "nslookup", "outside.example"]);
+    assert!(out.contains("192.0.2.77"), "{out}");
+    // Names on the network still come from the embedded DNS, not from the upstream.
+    let two_ip = lab.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.green.IPAddress}}",
+        "two",
+    ]);
+    // (Fully qualified: with a search list, `two` is first tried as two.corp.example, which
+    // the catch-all fake upstream answers, as any resolver would.)
+    let out = lab.ok(&["exec", "one", "nslookup", "two."]);
+    assert!(out.contains(&two_ip), "{out}");
+    // A container without --dns does not use the other's upstream.
+    let other = stdout(&lab.shoal(&["exec", "two", "nslookup", "outside.example"]));
+    assert!(!other.contains("192.0.2.77"), "{other}");
+
+    // A renamed container is found by its new name only.
+    let one_ip = lab.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.green.IPAddress}}",
+        "one",
+    ]);
+    lab.ok(&["rename", "one", "uno"]);
+    let out = lab.ok(&["exec", "two", "nslookup", "uno"]);
+    assert!(out.contains(&one_ip), "{out}");
+    assert!(!lab.shoal(&["exec", "two", "nslookup", "one"]).status.success());
+    // And the rename survives a restart of the container.
+    lab.ok(&["restart", "-t", "1", "uno"]);
+    let out = lab.ok(&["exec", "two", "nslookup", "uno"]);
+    let uno_ip = lab.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.green.IPAddress}}",
+        "uno",
+    ]);
+    assert!(out.contains(&uno_ip), "{out}");
+    lab.ok(&["rm", "-f", "uno", "two"]);
 }

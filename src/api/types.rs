@@ -57,6 +57,8 @@ pub struct HostConfig {
     pub cgroup_parent: String,
     pub log_config: LogConfig,
     pub dns: Option<Vec<String>>,
+    pub dns_search: Option<Vec<String>>,
+    pub dns_options: Option<Vec<String>>,
     pub extra_hosts: Option<Vec<String>>,
     /// `"80/tcp": [{"HostIp": "", "HostPort": "8080"}]` (`-p`).
     pub port_bindings: Option<BTreeMap<String, Option<Vec<PortBinding>>>>,

@@ -119,6 +119,8 @@ const RUN_FLAGS: &[FlagSpec] = &[
     s(' ', "tmpfs"),
     s(' ', "add-host"),
     s(' ', "dns"),
+    s(' ', "dns-search"),
+    s(' ', "dns-option"),
     s(' ', "shm-size"),
     s(' ', "group-add"),
     s(' ', "platform"),
@@ -704,6 +706,12 @@ pub struct RunFlags {
     /// set custom DNS servers
     #[argh(option)]
     pub dns: Vec<String>,
+    /// set custom DNS search domains
+    #[argh(option)]
+    pub dns_search: Vec<String>,
+    /// set DNS options
+    #[argh(option)]
+    pub dns_option: Vec<String>,
     /// size of /dev/shm
     #[argh(option)]
     pub shm_size: Option<String>,
@@ -1787,6 +1795,8 @@ pub fn validate_run(
     host_config["Tmpfs"] = Value::Object(tmpfs);
     host_config["ExtraHosts"] = json!(f.add_host);
     host_config["Dns"] = json!(f.dns);
+    host_config["DnsSearch"] = json!(f.dns_search);
+    host_config["DnsOptions"] = json!(f.dns_option);
     host_config["GroupAdd"] = json!(f.group_add);
     if f.init {
         host_config["Init"] = json!(true);

@@ -751,8 +751,13 @@ impl Engine {
             )));
         }
         let mut slot = entry.lock();
-        slot.rec.name = new_name;
-        entry.persist(&slot.rec)
+        slot.rec.name = new_name.clone();
+        entry.persist(&slot.rec)?;
+        drop(slot);
+        // Containers on user networks are found by their new name from now on.
+        self.net()
+            .rename_container(&entry.id, &new_name)
+            .map_err(|e| ApiError::internal(format!("renaming {}: {e}", short(&entry.id))))
     }
 
     /// Whether an image is used by any container (rmi refuses without force).
@@ -858,6 +863,56 @@ pub fn parse_size(s: &str) -> ApiResult<u64> {
         .ok_or_else(|| ApiError::bad_request(format!("invalid size: '{s}'")))
 }
 
+/// The container's resolv.conf, as docker makes it. On a user network the embedded DNS
+/// (`embedded`) is the only nameserver and forwards outside names to the container's `--dns`
+/// servers or the board's; elsewhere `--dns` servers, else the board's own resolv.conf
+/// (`host`) without its loopback servers, which a container cannot reach.
+fn resolv_conf(hc: &crate::api::types::HostConfig, embedded: Option<std::net::IpAddr>, host: &str) -> String {
+    let mut out = String::new();
+    let own: Vec<&String> = hc.dns.iter().flatten().collect();
+    match embedded {
+        Some(ns) => out.push_str(&format!("nameserver {ns}\n")),
+        None if !own.is_empty() => {
+            for s in own {
+                out.push_str(&format!("nameserver {s}\n"));
+            }
+        }
+        None => {
+            for line in host.lines() {
+                let loopback = line
+                    .trim()
+                    .strip_prefix("nameserver")
+                    .and_then(|a| a.trim().parse::<std::net::IpAddr>().ok())
+                    .is_some_and(|ip| ip.is_loopback());
+                let keep = line.trim_start().starts_with("nameserver") && !loopback;
+                if keep {
+                    out.push_str(line.trim());
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    let search: Vec<&str> = match &hc.dns_search {
+        Some(v) if !v.is_empty() => v.iter().map(String::as_str).collect(),
+        _ => host
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("search "))
+            .flat_map(str::split_whitespace)
+            .collect(),
+    };
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    let mut options: Vec<&str> = hc.dns_options.iter().flatten().map(String::as_str).collect();
+    if embedded.is_some() && !options.iter().any(|o| o.starts_with("ndots:")) {
+        options.insert(0, "ndots:0");
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
+}
+
 /// Write /etc/hostname, /etc/hosts and /etc/resolv.conf for the container, as docker does.
 fn write_etc_files(
     dir: &Path,
@@ -888,14 +943,11 @@ fn write_etc_files(
             hosts.push_str(&format!("{ip}\t{name}\n"));
         }
     }
-    let resolv = match &hc.dns {
-        Some(servers) if !servers.is_empty() => servers.iter().map(|s| format!("nameserver {s}\n")).collect(),
-        // User-defined networks resolve names through the embedded DNS, which forwards the rest.
-        _ => match etc.nameserver {
-            Some(ns) => format!("nameserver {ns}\noptions ndots:0\n"),
-            None => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-        },
-    };
+    let resolv = resolv_conf(
+        hc,
+        etc.nameserver,
+        &fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    );
     let files = [
         ("hostname", format!("{hostname}\n")),
         ("hosts", hosts),
@@ -919,6 +971,40 @@ fn write_etc_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::types::HostConfig;
+
+    #[test]
+    fn resolv_conf_like_docker() {
+        let host =
+            "# made by dhcp\nnameserver 127.0.0.53\nnameserver 192.168.1.1\nsearch lan\noptions edns0\n";
+        let none = HostConfig::default();
+        // Default bridge: the board's servers that a container can reach, its search list.
+        assert_eq!(
+            resolv_conf(&none, None, host),
+            "nameserver 192.168.1.1\nsearch lan\n"
+        );
+        // User network: only the embedded DNS, ndots:0 unless given.
+        let gw = Some("10.88.0.1".parse().unwrap());
+        assert_eq!(
+            resolv_conf(&none, gw, host),
+            "nameserver 10.88.0.1\nsearch lan\noptions ndots:0\n"
+        );
+        let own = HostConfig {
+            dns: Some(vec!["9.9.9.9".into()]),
+            dns_search: Some(vec!["a.example".into(), "b.example".into()]),
+            dns_options: Some(vec!["ndots:2".into(), "timeout:1".into()]),
+            ..Default::default()
+        };
+        // --dns goes to the embedded server's upstreams, not into the file.
+        assert_eq!(
+            resolv_conf(&own, gw, host),
+            "nameserver 10.88.0.1\nsearch a.example b.example\noptions ndots:2 timeout:1\n"
+        );
+        assert_eq!(
+            resolv_conf(&own, None, host),
+            "nameserver 9.9.9.9\nsearch a.example b.example\noptions ndots:2 timeout:1\n"
+        );
+    }
 
     #[test]
     fn sizes_parse_like_docker() {

@@ -278,6 +278,9 @@ impl Engine {
                 etc.nameserver = net.dns_server_for(&name);
             }
         }
+        if etc.nameserver.is_some() {
+            net.set_container_upstreams(&entry.id, &dns_servers(&rec.host_config)?);
+        }
         let ports = port_mappings(rec)?;
         if !ports.is_empty() {
             net.publish(&entry.id, &ports).map_err(net_error)?;
@@ -599,4 +602,16 @@ mod tests {
         rec.host_config.port_bindings = Some(bad);
         assert_eq!(port_mappings(&rec).unwrap_err().status, 400);
     }
+}
+
+/// `--dns` servers as addresses; anything else is the client's error.
+pub fn dns_servers(hc: &HostConfig) -> ApiResult<Vec<IpAddr>> {
+    hc.dns
+        .iter()
+        .flatten()
+        .map(|s| {
+            s.parse::<IpAddr>()
+                .map_err(|_| ApiError::bad_request(format!("invalid --dns {s:?}: not an IP address")))
+        })
+        .collect()
 }

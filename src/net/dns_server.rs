@@ -44,6 +44,9 @@ pub struct DnsTable {
     entries: Vec<DnsEntry>,
     /// Networks whose names are never served (Docker's default bridge has no name service).
     forward_only: Vec<String>,
+    /// Container id → its own upstream servers (`--dns` on a user network): its queries for
+    /// outside names go there instead of the board's.
+    upstreams_of: std::collections::HashMap<String, Vec<SocketAddr>>,
 }
 
 impl DnsTable {
@@ -61,6 +64,27 @@ impl DnsTable {
     pub fn remove(&mut self, container_id: &str, network: &str) {
         self.entries
             .retain(|e| !(e.container_id == container_id && e.network == network));
+        if !self.entries.iter().any(|e| e.container_id == container_id) {
+            self.upstreams_of.remove(container_id);
+        }
+    }
+
+    /// Forward the outside queries of `container_id` to `servers` (none: the board's).
+    pub fn set_upstreams_of(&mut self, container_id: &str, servers: Vec<SocketAddr>) {
+        if servers.is_empty() {
+            self.upstreams_of.remove(container_id);
+        } else {
+            self.upstreams_of.insert(container_id.to_string(), servers);
+        }
+    }
+
+    /// The upstream servers of the container at `client`, when it has its own.
+    pub fn upstreams_for(&self, client: IpAddr) -> Option<&[SocketAddr]> {
+        self.entries
+            .iter()
+            .filter(|e| IpAddr::V4(e.ip) == client)
+            .find_map(|e| self.upstreams_of.get(&e.container_id))
+            .map(Vec::as_slice)
     }
 
     pub fn remove_network(&mut self, network: &str) {
@@ -335,9 +359,10 @@ async fn handle(
         return None;
     }
     let limit = if tcp { 65535 } else { query.max_udp_response() };
-    let decision = {
+    let (decision, own_upstreams) = {
         let table = shared.table.read().unwrap_or_else(|p| p.into_inner());
-        decide(&table, client.ip(), network, &query)
+        let own = table.upstreams_for(client.ip()).map(<[SocketAddr]>::to_vec);
+        (decide(&table, client.ip(), network, &query), own)
     };
     match decision {
         Decision::Answer(m) => Some(
@@ -345,7 +370,10 @@ async fn handle(
                 .unwrap_or_else(|_| failure_bytes(request, rcode::SERVFAIL)),
         ),
         Decision::Forward => {
-            let upstreams = shared.upstreams.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let mut upstreams = shared.upstreams.read().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(servers) = own_upstreams {
+                upstreams.servers = servers;
+            }
             let mut reply = forward(&upstreams, request, tcp).await;
             if !tcp && reply.len() > limit {
                 // An upstream ignoring the client's size: cut it ourselves.
@@ -751,6 +779,29 @@ mod tests {
             decide(&t, [10, 0, 0, 3].into(), "front", &q("web1", rtype::A)),
             Decision::Forward
         );
+    }
+
+    #[test]
+    fn a_container_can_have_its_own_upstreams() {
+        let mut t = table();
+        let a = "10.0.0.2".parse().unwrap();
+        let own: SocketAddr = "192.0.2.53:53".parse().unwrap();
+        assert_eq!(t.upstreams_for(a), None);
+        t.set_upstreams_of("aaa", vec![own]);
+        assert_eq!(t.upstreams_for(a), Some(&[own][..]));
+        assert_eq!(t.upstreams_for("10.1.0.3".parse().unwrap()), Some(&[own][..]));
+        assert_eq!(t.upstreams_for("10.0.0.3".parse().unwrap()), None);
+        // Gone from one network: kept; gone from every network: forgotten.
+        t.remove("aaa", "front");
+        assert_eq!(t.upstreams_for("10.1.0.3".parse().unwrap()), Some(&[own][..]));
+        t.remove("aaa", "back");
+        t.add(DnsEntry {
+            network: "front".into(),
+            container_id: "aaa".into(),
+            names: vec!["web1".into()],
+            ip: "10.0.0.2".parse().unwrap(),
+        });
+        assert_eq!(t.upstreams_for(a), None);
     }
 
     #[test]

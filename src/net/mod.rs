@@ -345,6 +345,31 @@ impl NetworkManager {
         found.ok_or_else(|| err(io::ErrorKind::NotFound, format!("network {name_or_id} not found")))
     }
 
+    /// A container's own upstream servers (`--dns` on a user network): the embedded DNS
+    /// forwards its outside queries there instead of to the board's.
+    pub fn set_container_upstreams(&self, container_id: &str, servers: &[IpAddr]) {
+        let servers = servers.iter().map(|ip| SocketAddr::new(*ip, 53)).collect();
+        self.table().set_upstreams_of(container_id, servers);
+    }
+
+    /// A container was renamed: its endpoints and names follow.
+    pub fn rename_container(&mut self, container_id: &str, new_name: &str) -> io::Result<()> {
+        let mut renamed = Vec::new();
+        for n in &mut self.state.networks {
+            if let Some(e) = n.endpoints.get_mut(container_id) {
+                e.container_name = new_name.trim_start_matches('/').to_string();
+                renamed.push((n.name.clone(), e.clone()));
+            }
+        }
+        if renamed.is_empty() {
+            return Ok(());
+        }
+        for (network, e) in &renamed {
+            self.register_dns(network, e);
+        }
+        self.persist_endpoints()
+    }
+
     fn table(&self) -> std::sync::RwLockWriteGuard<'_, DnsTable> {
         self.table.write().unwrap_or_else(|p| p.into_inner())
     }
