@@ -548,6 +548,18 @@ fn atomic_save(entry: &Entry, rec: &Record) -> ApiResult<()> {
         .map_err(|e| ApiError::internal(format!("saving state of container {}: {e}", entry.id)))
 }
 
+/// `--dns` servers as addresses; anything else is the client's error.
+pub fn dns_servers(hc: &HostConfig) -> ApiResult<Vec<IpAddr>> {
+    hc.dns
+        .iter()
+        .flatten()
+        .map(|s| {
+            s.parse::<IpAddr>()
+                .map_err(|_| ApiError::bad_request(format!("invalid --dns {s:?}: not an IP address")))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -602,16 +614,4 @@ mod tests {
         rec.host_config.port_bindings = Some(bad);
         assert_eq!(port_mappings(&rec).unwrap_err().status, 400);
     }
-}
-
-/// `--dns` servers as addresses; anything else is the client's error.
-pub fn dns_servers(hc: &HostConfig) -> ApiResult<Vec<IpAddr>> {
-    hc.dns
-        .iter()
-        .flatten()
-        .map(|s| {
-            s.parse::<IpAddr>()
-                .map_err(|_| ApiError::bad_request(format!("invalid --dns {s:?}: not an IP address")))
-        })
-        .collect()
 }
