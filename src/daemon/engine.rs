@@ -30,6 +30,8 @@ pub struct EngineConfig {
     pub cgroup_parent: String,
     /// `--bip`: address and prefix of the default bridge (None: the built-in default).
     pub bip: Option<String>,
+    /// `--dns`: the embedded DNS's upstream servers (empty: those of /etc/resolv.conf).
+    pub dns: Vec<std::net::IpAddr>,
 }
 
 /// One container: its directory, its record and the condvar announcing changes.
@@ -130,6 +132,16 @@ impl Engine {
         atomic::create_dir_all(&cdir)?;
         let images = ImageStore::open(&config.root.join("image"))?;
         let mut net = crate::net::NetworkManager::open(&config.root.join("network"))?;
+        if !config.dns.is_empty() {
+            net.set_upstreams(crate::net::dns_server::Upstreams {
+                servers: config
+                    .dns
+                    .iter()
+                    .map(|ip| std::net::SocketAddr::new(*ip, 53))
+                    .collect(),
+                timeout: std::time::Duration::from_secs(2),
+            });
+        }
         net.ensure_default(config.bip.as_deref())?;
         net.restore()?;
         let engine = Arc::new(Engine {

@@ -35,6 +35,9 @@ struct DaemonArgs {
     /// address and prefix of the default bridge network (default 172.30.0.1/16)
     #[argh(option)]
     bip: Option<String>,
+    /// upstream DNS server of the embedded DNS (repeatable; default: /etc/resolv.conf's)
+    #[argh(option)]
+    dns: Vec<std::net::IpAddr>,
 }
 
 /// What the daemon runs with: built-in defaults, then the config file, then flags.
@@ -44,6 +47,7 @@ struct Settings {
     cgroup_parent: String,
     log_level: String,
     bip: Option<String>,
+    dns: Vec<std::net::IpAddr>,
 }
 
 fn settings(args: DaemonArgs) -> Result<Settings, String> {
@@ -59,6 +63,7 @@ fn settings(args: DaemonArgs) -> Result<Settings, String> {
         cgroup_parent: args.cgroup_parent.unwrap_or(file.cgroup_parent),
         log_level: args.log_level.unwrap_or(file.log_level),
         bip: args.bip,
+        dns: if args.dns.is_empty() { file.dns } else { args.dns },
     })
 }
 
@@ -103,6 +108,7 @@ fn run(args: Settings) -> Result<(), String> {
         root: args.root.clone(),
         cgroup_parent: args.cgroup_parent.clone(),
         bip: args.bip.clone(),
+        dns: args.dns.clone(),
     };
     let engine =
         Engine::open(config).map_err(|e| format!("opening state in {}: {e}", args.root.display()))?;

@@ -27,6 +27,9 @@ pub struct FileConfig {
     pub data_device: Option<String>,
     /// Image archives loaded at first boot in PID 1 mode (`[init] preload_dir`).
     pub preload_dir: PathBuf,
+    /// Upstream servers of the embedded DNS, instead of /etc/resolv.conf's (`dns`, a string
+    /// of addresses separated by spaces or commas).
+    pub dns: Vec<std::net::IpAddr>,
 }
 
 /// Where `shoal daemon` and `shoal init` look when no `--config` is given.
@@ -43,6 +46,7 @@ impl Default for FileConfig {
             hostname: None,
             data_device: None,
             preload_dir: PathBuf::from("/usr/share/shoal/images"),
+            dns: Vec::new(),
         }
     }
 }
@@ -50,7 +54,7 @@ impl Default for FileConfig {
 impl FileConfig {
     /// The `shoal daemon` flags that carry this configuration.
     pub fn daemon_args(&self) -> Vec<String> {
-        vec![
+        let mut args: Vec<String> = vec![
             "--root".into(),
             self.root.display().to_string(),
             "--socket".into(),
@@ -59,7 +63,12 @@ impl FileConfig {
             self.cgroup_parent.clone(),
             "--log-level".into(),
             self.log_level.clone(),
-        ]
+        ];
+        for ip in &self.dns {
+            args.push("--dns".into());
+            args.push(ip.to_string());
+        }
+        args
     }
 }
 
@@ -107,14 +116,24 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
             ("stop_timeout", Value::Int(n)) => {
                 config.stop_timeout = u32::try_from(n).map_err(|_| at("a number of seconds >= 0"))?
             }
+            ("dns", Value::Str(s)) => {
+                config.dns = s
+                    .split([' ', ','])
+                    .filter(|a| !a.is_empty())
+                    .map(|a| {
+                        a.parse()
+                            .map_err(|_| format!("line {line}: dns: {a:?} is not an IP address"))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
             ("init.hostname", Value::Str(s)) => config.hostname = Some(s),
             ("init.data_device", Value::Str(s)) => config.data_device = Some(s),
             ("init.preload_dir", Value::Str(s)) => {
                 config.preload_dir = absolute(&s).map_err(|e| format!("line {line}: {e}"))?
             }
             (
-                "root" | "socket" | "cgroup_parent" | "log_level" | "init.hostname" | "init.data_device"
-                | "init.preload_dir",
+                "root" | "socket" | "cgroup_parent" | "log_level" | "dns" | "init.hostname"
+                | "init.data_device" | "init.preload_dir",
                 _,
             ) => return Err(at("a string")),
             ("stop_timeout", _) => return Err(at("an integer")),
@@ -270,6 +289,15 @@ mod tests {
                 "debug"
             ]
         );
+    }
+
+    #[test]
+    fn dns_upstreams_are_addresses() {
+        let c = parse("dns = \"192.168.1.1, 10.0.0.53 fd00::1\"\n").unwrap();
+        assert_eq!(c.dns.len(), 3);
+        assert!(c.daemon_args().ends_with(&["--dns".into(), "fd00::1".into()]));
+        let e = parse("\ndns = \"192.168.1.1 resolver\"\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("\"resolver\""), "{e}");
     }
 
     #[test]
