@@ -132,14 +132,21 @@ impl DnsTable {
     fn lookup(&self, key: &str, networks: &[String]) -> Vec<Ipv4Addr> {
         let mut out = Vec::new();
         for e in self.entries.iter().filter(|e| networks.contains(&e.network)) {
-            let suffix = format!(".{}", e.network.to_ascii_lowercase());
-            let bare = key.strip_suffix(&suffix).unwrap_or(key);
+            let bare = strip_network(key, &e.network).unwrap_or(key);
             if e.names.iter().any(|n| n == bare || n == key) && !out.contains(&e.ip) {
                 out.push(e.ip);
             }
         }
         out
     }
+}
+
+/// `name` of `name.network` (the network's name compared without case), without allocating:
+/// this runs for every entry of every query.
+fn strip_network<'a>(key: &'a str, network: &str) -> Option<&'a str> {
+    let cut = key.len().checked_sub(network.len() + 1)?;
+    let dot = key.is_char_boundary(cut) && key.as_bytes()[cut] == b'.';
+    (dot && key[cut + 1..].eq_ignore_ascii_case(network)).then(|| &key[..cut])
 }
 
 /// What to do with a query.
@@ -342,6 +349,57 @@ struct Shared {
     upstreams: RwLock<Upstreams>,
 }
 
+/// What to do with one request, decided without waiting on anything.
+enum Outcome {
+    Reply(Vec<u8>),
+    /// Not worth an answer (a response, or too short to carry an id).
+    Ignore,
+    /// Ask the upstream servers; cut the reply to `limit` bytes.
+    Forward {
+        upstreams: Upstreams,
+        limit: usize,
+    },
+}
+
+fn prepare(shared: &Shared, network: &str, client: SocketAddr, request: &[u8], tcp: bool) -> Outcome {
+    let query = match Message::parse_bytes(request) {
+        Ok(q) => q,
+        // Too short to carry an id: nothing sensible to answer.
+        Err(_) if request.len() < 2 => return Outcome::Ignore,
+        Err(_) => return Outcome::Reply(failure_bytes(request, rcode::FORMERR)),
+    };
+    if query.header.response {
+        return Outcome::Ignore;
+    }
+    let limit = if tcp { 65535 } else { query.max_udp_response() };
+    let table = shared.table.read().unwrap_or_else(|p| p.into_inner());
+    match decide(&table, client.ip(), network, &query) {
+        Decision::Answer(m) => Outcome::Reply(
+            m.emit(limit)
+                .unwrap_or_else(|_| failure_bytes(request, rcode::SERVFAIL)),
+        ),
+        Decision::Forward => {
+            let mut upstreams = shared.upstreams.read().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(own) = table.upstreams_for(client.ip()) {
+                upstreams.servers = own.to_vec();
+            }
+            Outcome::Forward { upstreams, limit }
+        }
+    }
+}
+
+async fn forward_and_fit(upstreams: &Upstreams, request: &[u8], tcp: bool, limit: usize) -> Vec<u8> {
+    let reply = forward(upstreams, request, tcp).await;
+    if tcp || reply.len() <= limit {
+        return reply;
+    }
+    // An upstream ignoring the client's size: cut it ourselves.
+    match Message::parse_bytes(&reply).and_then(|m| m.emit(limit)) {
+        Ok(b) => b,
+        Err(_) => failure_bytes(request, rcode::SERVFAIL),
+    }
+}
+
 async fn handle(
     shared: &Shared,
     network: &str,
@@ -349,41 +407,10 @@ async fn handle(
     request: &[u8],
     tcp: bool,
 ) -> Option<Vec<u8>> {
-    let query = match Message::parse_bytes(request) {
-        Ok(q) => q,
-        // Too short to carry an id: nothing sensible to answer.
-        Err(_) if request.len() < 2 => return None,
-        Err(_) => return Some(failure_bytes(request, rcode::FORMERR)),
-    };
-    if query.header.response {
-        return None;
-    }
-    let limit = if tcp { 65535 } else { query.max_udp_response() };
-    let (decision, own_upstreams) = {
-        let table = shared.table.read().unwrap_or_else(|p| p.into_inner());
-        let own = table.upstreams_for(client.ip()).map(<[SocketAddr]>::to_vec);
-        (decide(&table, client.ip(), network, &query), own)
-    };
-    match decision {
-        Decision::Answer(m) => Some(
-            m.emit(limit)
-                .unwrap_or_else(|_| failure_bytes(request, rcode::SERVFAIL)),
-        ),
-        Decision::Forward => {
-            let mut upstreams = shared.upstreams.read().unwrap_or_else(|p| p.into_inner()).clone();
-            if let Some(servers) = own_upstreams {
-                upstreams.servers = servers;
-            }
-            let mut reply = forward(&upstreams, request, tcp).await;
-            if !tcp && reply.len() > limit {
-                // An upstream ignoring the client's size: cut it ourselves.
-                reply = match Message::parse_bytes(&reply).and_then(|m| m.emit(limit)) {
-                    Ok(b) => b,
-                    Err(_) => failure_bytes(request, rcode::SERVFAIL),
-                };
-            }
-            Some(reply)
-        }
+    match prepare(shared, network, client, request, tcp) {
+        Outcome::Reply(r) => Some(r),
+        Outcome::Ignore => None,
+        Outcome::Forward { upstreams, limit } => Some(forward_and_fit(&upstreams, request, tcp, limit).await),
     }
 }
 
@@ -410,15 +437,23 @@ async fn serve_udp(
                 continue;
             }
         };
-        let request = buf[..n].to_vec();
-        let (shared, network, sock) = (shared.clone(), network.clone(), sock.clone());
-        // Each query is its own task so a slow upstream does not hold up local names. Tasks
+        // Local names are answered right here; only forwarding waits on the network, so only it
+        // becomes a task of its own, and a slow upstream does not hold up local names. Tasks
         // run on this thread's executor, so sockets they open stay in its namespace.
-        spawn_on(&ex, async move {
-            if let Some(reply) = handle(&shared, &network, peer, &request, false).await {
+        match prepare(&shared, &network, peer, &buf[..n], false) {
+            Outcome::Reply(reply) => {
                 let _ = sock.send_to(&reply, peer).await;
             }
-        });
+            Outcome::Ignore => {}
+            Outcome::Forward { upstreams, limit } => {
+                let request = buf[..n].to_vec();
+                let sock = sock.clone();
+                spawn_on(&ex, async move {
+                    let reply = forward_and_fit(&upstreams, &request, false, limit).await;
+                    let _ = sock.send_to(&reply, peer).await;
+                });
+            }
+        }
     }
 }
 
