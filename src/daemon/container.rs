@@ -87,6 +87,9 @@ pub struct Record {
     /// Networks the container joins when it starts (name or id → its settings there), from
     /// `NetworkMode`, `EndpointsConfig` and `network connect`.
     pub networks: std::collections::BTreeMap<String, crate::api::types::EndpointSettings>,
+    /// Binds, volumes and tmpfs, resolved at create (anonymous volumes named), in the order
+    /// they are mounted at every start.
+    pub mount_points: Vec<super::mounts::MountPoint>,
 }
 
 impl Record {
