@@ -621,3 +621,104 @@ fn docker_cli_volumes() {
     let out = d(&["volume", "prune", "-a", "-f"]);
     assert!(out.contains("gone"), "{out}");
 }
+
+#[test]
+fn local_driver_options_tmpfs_and_bind() {
+    let lab = Lab::new("vol-opts");
+    lab.ok(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=tmpfs",
+        "--opt",
+        "device=tmpfs",
+        "--opt",
+        "o=size=1m",
+        "tv",
+    ]);
+    let out = lab.shoal(&[
+        "run",
+        "--rm",
+        "-v",
+        "tv:/t",
+        "busybox",
+        "sh",
+        "-c",
+        "grep -c ' /t tmpfs ' /proc/mounts; dd if=/dev/zero of=/t/big bs=1k count=2048",
+    ]);
+    assert_eq!(stdout(&out), "1");
+    assert!(
+        stderr(&out).contains("No space left on device"),
+        "{}",
+        stderr(&out)
+    );
+    let h = host_dir(&lab, "device");
+    let dev = format!("device={}", s(&h));
+    lab.ok(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=none",
+        "--opt",
+        "o=bind",
+        "--opt",
+        &dev,
+        "bv",
+    ]);
+    lab.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "bv:/b",
+        "busybox",
+        "sh",
+        "-c",
+        "echo via-volume > /b/f",
+    ]);
+    assert_eq!(std::fs::read_to_string(h.join("f")).unwrap(), "via-volume\n");
+    let opts = lab.ok(&[
+        "volume",
+        "inspect",
+        "--format",
+        "{{.Options.type}} {{.Options.o}}",
+        "bv",
+    ]);
+    assert_eq!(opts, "none bind");
+    let out = lab.shoal(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=nfs",
+        "--opt",
+        "device=:/x",
+        "nv",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not supported"), "{}", stderr(&out));
+    // A volume made by --mount with driver options.
+    let out = lab.shoal(&[
+        "run",
+        "--rm",
+        "--mount",
+        "source=mv,target=/m,volume-opt=type=tmpfs,volume-opt=device=tmpfs",
+        "busybox",
+        "sh",
+        "-c",
+        "grep -c ' /m tmpfs ' /proc/mounts",
+    ]);
+    assert_eq!(stdout(&out), "1", "{}", stderr(&out));
+    // ps --filter volume= matches a volume's name or a mount's destination.
+    lab.ok(&["create", "--name", "uses-bv", "-v", "bv:/data", "busybox", "true"]);
+    lab.ok(&["create", "--name", "other", "busybox", "true"]);
+    assert_eq!(
+        lab.ok(&["ps", "-a", "--filter", "volume=bv", "--format", "{{.Names}}"]),
+        "uses-bv"
+    );
+    assert_eq!(
+        lab.ok(&["ps", "-a", "--filter", "volume=/data", "--format", "{{.Names}}"]),
+        "uses-bv"
+    );
+    // rm -f of a volume that does not exist is quiet, as docker's.
+    assert!(lab.shoal(&["volume", "rm", "-f", "nosuch"]).status.success());
+    assert!(!lab.shoal(&["volume", "rm", "nosuch"]).status.success());
+}

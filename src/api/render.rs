@@ -198,7 +198,14 @@ pub fn matches(rec: &Record, filters: &BTreeMap<String, Vec<String>>) -> Result<
                         .trim_start_matches("sha256:")
                         .starts_with(v.trim_start_matches("sha256:"))
             }),
-            "health" | "network" | "volume" | "publish" | "expose" | "is-task" | "since" | "before" => true,
+            // A volume's name (a bind's source) or a mount's destination, as docker matches.
+            "volume" => values.iter().any(|v| {
+                rec.mount_points.iter().any(|m| {
+                    let name = if m.name.is_empty() { &m.source } else { &m.name };
+                    name == v || m.destination == *v
+                })
+            }),
+            "health" | "network" | "publish" | "expose" | "is-task" | "since" | "before" => true,
             other => return Err(format!("invalid filter '{other}'")),
         };
         if !ok {

@@ -55,7 +55,9 @@ pub fn route(
             let body = engine.volumes.to_json(&v);
             req.respond_json(200, &body)
         }),
-        ("DELETE", ["volumes", name]) => engine.remove_volume(name).map(|()| req.respond_empty(204)),
+        ("DELETE", ["volumes", name]) => engine
+            .remove_volume(name, req.flag("force"))
+            .map(|()| req.respond_empty(204)),
         _ => return None,
     };
     Some(r)

@@ -48,7 +48,8 @@ impl Engine {
                 (!mp.volume_labels.is_empty()).then(|| mp.volume_labels.clone())
             };
             let name = (!mp.name.is_empty()).then_some(mp.name.as_str());
-            let (v, _) = self.volumes.create(name, "local", None, labels)?;
+            let options = (!mp.volume_options.is_empty()).then(|| mp.volume_options.clone());
+            let (v, _) = self.volumes.create(name, "local", options, labels)?;
             mp.source = self.volumes.mountpoint(&v.name).to_string_lossy().into_owned();
             mp.name = v.name;
         }
@@ -147,9 +148,12 @@ impl Engine {
         used
     }
 
-    /// `DELETE /volumes/{name}`.
-    pub fn remove_volume(&self, name: &str) -> ApiResult<()> {
-        self.volumes.get(name)?;
+    /// `DELETE /volumes/{name}`; with `force` a missing volume is not an error (as dockerd).
+    pub fn remove_volume(&self, name: &str, force: bool) -> ApiResult<()> {
+        match self.volumes.get(name) {
+            Err(e) if e.status == 404 && force => return Ok(()),
+            r => r?,
+        };
         self.volumes.remove(name, &self.volume_users(name))
     }
 

@@ -68,6 +68,8 @@ pub struct MountPoint {
     pub hidden: bool,
     /// Labels for the volume if this mount creates it (`VolumeOptions.Labels`).
     pub volume_labels: BTreeMap<String, String>,
+    /// Driver options for the volume if this mount creates it (`DriverConfig.Options`).
+    pub volume_options: BTreeMap<String, String>,
 }
 
 impl MountPoint {
@@ -107,6 +109,13 @@ pub fn validate_volume_name(name: &str) -> Result<(), String> {
 }
 
 const PROPAGATIONS: [&str; 6] = ["private", "rprivate", "shared", "rshared", "slave", "rslave"];
+
+fn is_mode_word(m: &str) -> bool {
+    matches!(
+        m,
+        "ro" | "rw" | "z" | "Z" | "nocopy" | "consistent" | "cached" | "delegated"
+    ) || PROPAGATIONS.contains(&m)
+}
 
 /// A destination made absolute-clean (`/a/./b/` → `/a/b`); `..` and `/` itself are refused.
 fn clean_destination(dst: &str, kind: MountType) -> Result<String, String> {
@@ -151,7 +160,9 @@ pub fn parse_bind(raw: &str) -> Result<MountPoint, String> {
         [src, dst, mode] => (*src, *dst, *mode),
         _ => return Err(invalid("")),
     };
-    if dst.is_empty() || (parts.len() > 1 && src.is_empty()) {
+    // `/foo:rw` is a destination and a mode, which a volume cannot be.
+    let mode_only = parts.len() == 2 && dst.split(',').all(is_mode_word);
+    if dst.is_empty() || (parts.len() > 1 && src.is_empty()) || mode_only {
         return Err(invalid(""));
     }
     let kind = if src.starts_with('/') {
@@ -293,6 +304,7 @@ pub fn parse_mount(m: &Mount) -> Result<MountPoint, String> {
                         d.name
                     ));
                 }
+                mp.volume_options = d.options.clone().unwrap_or_default();
             }
             mp.copy_data = !opts.no_copy;
             mp.volume_labels = opts.labels.unwrap_or_default();
@@ -518,6 +530,10 @@ mod tests {
         assert!(parse_bind("/a:/b/../c").unwrap_err().contains(".."));
         assert!(parse_bind("vol:/b:rshared").is_err());
         assert!(parse_bind("/a:/b:nocopy").is_err());
+        assert_eq!(
+            parse_bind("/foo:rw").unwrap_err(),
+            "invalid volume specification: '/foo:rw'"
+        );
     }
 
     #[test]
