@@ -617,6 +617,13 @@ fn docker_cli_volumes() {
         "{}",
         stderr(&out)
     );
+    // docker sends `-v /path` as Config.Volumes: an anonymous volume, gone with `rm -v`.
+    d(&["create", "--name", "anon", "-v", "/scratch", "busybox", "true"]);
+    let name = d(&["inspect", "--format", "{{range .Mounts}}{{.Name}}{{end}}", "anon"]);
+    assert_eq!(name.len(), 64, "{name}");
+    assert!(d(&["volume", "ls", "-q"]).contains(&name));
+    d(&["rm", "-v", "anon"]);
+    assert!(!d(&["volume", "ls", "-q"]).contains(&name));
     d(&["volume", "create", "gone"]);
     let out = d(&["volume", "prune", "-a", "-f"]);
     assert!(out.contains("gone"), "{out}");

@@ -224,8 +224,11 @@ impl VolumeStore {
             options,
         };
         let vdir = self.dir.join(&name);
-        atomic::create_dir_all(&vdir.join(DATA)).map_err(io_err(format!("create {name}")))?;
-        atomic::write_json(&vdir.join(META), &v).map_err(io_err(format!("create {name}")))?;
+        atomic::create_dir_all(&vdir.join(DATA))
+            .and_then(|()| atomic::write_json(&vdir.join(META), &v))
+            // The volume's own entry in the store's directory must last too.
+            .and_then(|()| atomic::sync_dir(&self.dir))
+            .map_err(io_err(format!("create {name}")))?;
         map.insert(name, v.clone());
         Ok((v, true))
     }
