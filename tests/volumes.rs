@@ -729,3 +729,55 @@ fn local_driver_options_tmpfs_and_bind() {
     assert!(lab.shoal(&["volume", "rm", "-f", "nosuch"]).status.success());
     assert!(!lab.shoal(&["volume", "rm", "nosuch"]).status.success());
 }
+
+#[test]
+fn bind_propagation_rslave_sees_later_host_mounts() {
+    let lab = Lab::new("vol-prop");
+    let h = host_dir(&lab, "prop");
+    std::fs::create_dir_all(h.join("sub")).unwrap();
+    let sh = |cmd: &str| {
+        let st = Command::new("sh").arg("-c").arg(cmd).status().unwrap();
+        assert!(st.success(), "{cmd}");
+    };
+    // A shared mount inside the lab's own directory (the lab unmounts it when it ends).
+    sh(&format!(
+        "mount --bind '{0}' '{0}' && mount --make-shared '{0}'",
+        s(&h)
+    ));
+    let slave = format!("type=bind,src={},dst=/p,bind-propagation=rslave", s(&h));
+    lab.ok(&[
+        "run", "-d", "--name", "slave", "--mount", &slave, "busybox", "sleep", "1000",
+    ]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "private",
+        "-v",
+        &format!("{}:/p", s(&h)),
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    sh(&format!(
+        "mount -t tmpfs tmpfs '{0}/sub' && echo late > '{0}/sub/file'",
+        s(&h)
+    ));
+    let seen = lab.shoal(&["exec", "slave", "cat", "/p/sub/file"]);
+    let hidden = lab.shoal(&["exec", "private", "ls", "-A", "/p/sub"]);
+    let _ = Command::new("umount").arg(h.join("sub")).status();
+    let _ = Command::new("umount").arg(&h).status();
+    assert_eq!(stdout(&seen), "late", "{}", stderr(&seen));
+    assert_eq!(
+        stdout(&hidden),
+        "",
+        "rprivate must not see the host's later mount"
+    );
+    let p = lab.ok(&[
+        "inspect",
+        "--format",
+        "{{range .Mounts}}{{.Propagation}}{{end}}",
+        "slave",
+    ]);
+    assert_eq!(p, "rslave");
+}
