@@ -781,3 +781,40 @@ fn bind_propagation_rslave_sees_later_host_mounts() {
     ]);
     assert_eq!(p, "rslave");
 }
+
+#[test]
+fn read_only_binds_reach_the_mounts_below() {
+    let lab = Lab::new("vol-rro");
+    let h = host_dir(&lab, "tree");
+    std::fs::create_dir_all(h.join("sub")).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(h.join("sub"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = lab.shoal(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/r:ro", s(&h)),
+        "busybox",
+        "sh",
+        "-c",
+        "touch /r/sub/x 2>&1; touch /r/y 2>&1; true",
+    ]);
+    let rw = lab.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/r", s(&h)),
+        "busybox",
+        "sh",
+        "-c",
+        "touch /r/sub/z && echo ok",
+    ]);
+    let _ = Command::new("umount").arg(h.join("sub")).status();
+    let text = stdout(&out);
+    assert_eq!(text.matches("Read-only file system").count(), 2, "{text}");
+    assert_eq!(rw, "ok");
+}

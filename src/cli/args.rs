@@ -1242,6 +1242,7 @@ Management Commands:
   container   Manage containers
   image       Manage images
   network     Manage networks (and `port CONTAINER` lists published ports)
+  volume      Manage volumes
 
 Commands:
   attach create inspect kill load import rename restart rm rmi start stats stop tag top wait

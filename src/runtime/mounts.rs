@@ -108,6 +108,16 @@ fn mount_one(m: &Mount, root: &Path) -> Result<(), Failure> {
             let flags = sys::MS_BIND | sys::MS_REMOUNT | opts.flags;
             sys::mount(None, &top_path, None, flags, None)
                 .map_err(|e| fail(format!("remounting {} with its options", m.destination), e))?;
+            let recursive = opts.recursive || !opts.bind;
+            if recursive && opts.flags & sys::MS_RDONLY != 0 {
+                // As docker (API 1.44+): read-only reaches the mounts under a bind too, where
+                // the kernel can do it (5.12+); older kernels keep the top one read-only.
+                match sys::make_tree_readonly(top.as_raw_fd()) {
+                    Ok(()) => {}
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EINVAL)) => {}
+                    Err(e) => return Err(fail(format!("making {} read-only throughout", m.destination), e)),
+                }
+            }
         }
         if opts.propagation != 0 {
             sys::mount(None, &top_path, None, opts.propagation, None)

@@ -77,6 +77,39 @@ pub fn bind(source: &Path, target: &Path, recursive: bool) -> io::Result<()> {
     mount(Some(source), target, None, flags, None)
 }
 
+/// mount_setattr(2) making the mount at `fd` (an `O_PATH` descriptor of its root) and every
+/// mount below it read-only. ENOSYS on kernels before 5.12.
+pub fn make_tree_readonly(fd: RawFd) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 1;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: the path is an empty NUL-terminated string, `attr` lives until return and its
+    // size is passed; the kernel only reads it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check(ret as libc::c_int)?;
+    Ok(())
+}
+
 /// umount2(2).
 pub fn umount2(target: &Path, flags: libc::c_int) -> io::Result<()> {
     let target = cstr(target)?;
