@@ -818,3 +818,70 @@ fn read_only_binds_reach_the_mounts_below() {
     assert_eq!(text.matches("Read-only file system").count(), 2, "{text}");
     assert_eq!(rw, "ok");
 }
+
+#[test]
+fn volume_subpath_stays_inside_the_volume() {
+    let lab = Lab::new("vol-subpath");
+    lab.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "sp:/v",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /v/site && echo page > /v/site/index.html && ln -s /etc /v/esc && ln -s ../../../.. /v/up",
+    ]);
+    let out = lab.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "source=sp,target=/www,volume-subpath=site,readonly",
+        "busybox",
+        "ls",
+        "/www",
+    ]);
+    assert_eq!(out, "index.html");
+    // Symlinks in the volume resolve inside the volume: /etc is not there, so no mount.
+    for sub in ["esc", "up/etc"] {
+        let out = lab.shoal(&[
+            "run",
+            "--rm",
+            "--mount",
+            &format!("source=sp,target=/x,volume-subpath={sub}"),
+            "busybox",
+            "ls",
+            "/x",
+        ]);
+        assert_ne!(out.status.code(), Some(0), "{sub}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("cannot access path"),
+            "{sub}: {}",
+            stderr(&out)
+        );
+    }
+    // `up` resolves to the volume's own top.
+    let out = lab.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "source=sp,target=/x,volume-subpath=up",
+        "busybox",
+        "ls",
+        "/x",
+    ]);
+    assert_eq!(out, "esc\nsite\nup");
+    let out = lab.shoal(&[
+        "run",
+        "--rm",
+        "--mount",
+        "source=sp,target=/x,volume-subpath=../x",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        stderr(&out).contains("relative path within the volume"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -79,6 +79,7 @@ impl Engine {
                         source: PathBuf::from(&mp.source),
                         options: vec![bind.into(), access, mp.propagation.clone()],
                         copy_up: false,
+                        subpath: String::new(),
                     }
                 }
                 MountType::Volume => {
@@ -91,8 +92,16 @@ impl Engine {
                             kind: MountKind::Bind,
                             source: dir,
                             options: vec!["rbind".into(), access, "rprivate".into()],
-                            copy_up: mp.copy_data,
+                            // As dockerd: a sub-path of a volume is never filled from the image.
+                            copy_up: mp.copy_data && mp.subpath.is_empty(),
+                            subpath: mp.subpath.clone(),
                         },
+                        Backing::Tmpfs(_) if !mp.subpath.is_empty() => {
+                            return Err(ApiError::bad_request(format!(
+                                "volume {}: a subpath cannot be mounted from a tmpfs volume",
+                                mp.name
+                            )))
+                        }
                         Backing::Tmpfs(o) => {
                             let mut options: Vec<String> =
                                 o.split(',').filter(|s| !s.is_empty()).map(String::from).collect();
@@ -103,6 +112,7 @@ impl Engine {
                                 source: PathBuf::new(),
                                 options,
                                 copy_up: false,
+                                subpath: String::new(),
                             }
                         }
                     }
@@ -113,6 +123,7 @@ impl Engine {
                     source: PathBuf::new(),
                     options: mounts::tmpfs_runtime_options(&mp.tmpfs_options, mp.rw),
                     copy_up: false,
+                    subpath: String::new(),
                 },
             };
             out.push(m);

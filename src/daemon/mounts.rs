@@ -70,6 +70,8 @@ pub struct MountPoint {
     pub volume_labels: BTreeMap<String, String>,
     /// Driver options for the volume if this mount creates it (`DriverConfig.Options`).
     pub volume_options: BTreeMap<String, String>,
+    /// Mount only this path inside the volume (`VolumeOptions.Subpath`).
+    pub subpath: String,
 }
 
 impl MountPoint {
@@ -295,7 +297,16 @@ pub fn parse_mount(m: &Mount) -> Result<MountPoint, String> {
             mp.driver = "local".into();
             let opts = m.volume_options.clone().unwrap_or_default();
             if !opts.subpath.is_empty() {
-                return Err(bad("VolumeOptions.Subpath is not supported"));
+                let local = Path::new(&opts.subpath)
+                    .components()
+                    .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+                if !local {
+                    return Err(bad(&format!(
+                        "subpath must be a relative path within the volume: {}",
+                        opts.subpath
+                    )));
+                }
+                mp.subpath = opts.subpath.clone();
             }
             if let Some(d) = &opts.driver_config {
                 if !d.name.is_empty() && d.name != "local" {
@@ -578,6 +589,20 @@ mod tests {
         .unwrap();
         assert!(!v.copy_data && v.volume_labels["k"] == "v" && v.name == "cache");
         assert!(parse_mount(&m("volume", "", "/anon")).unwrap().anonymous);
+        let sub = |p: &str| {
+            parse_mount(&Mount {
+                volume_options: Some(VolumeOptions {
+                    subpath: p.into(),
+                    ..Default::default()
+                }),
+                ..m("volume", "v1", "/s")
+            })
+        };
+        assert_eq!(sub("a/b").unwrap().subpath, "a/b");
+        assert!(sub("../up")
+            .unwrap_err()
+            .contains("relative path within the volume"));
+        assert!(sub("/abs").is_err());
 
         let t = parse_mount(&Mount {
             tmpfs_options: Some(TmpfsOptions {

@@ -106,6 +106,10 @@ pub struct Mount {
     pub options: Vec<String>,
     /// Before mounting, copy the image's content at the destination into an empty source.
     pub copy_up: bool,
+    /// Bind this path inside `source` instead of all of it, resolved without leaving
+    /// `source` (it is content the container controls). Must exist.
+    #[serde(default)]
+    pub subpath: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -52,9 +52,24 @@ fn mount_one(m: &Mount, root: &Path) -> Result<(), Failure> {
         mount_opts::parse(&m.options).map_err(|e| fail(format!("mount options of {}", m.destination), e))?;
     let target = resolve_in_root(root, &m.destination)
         .map_err(|e| fail(format!("resolving mount destination {}", m.destination), e))?;
+    // A sub-path is held open (checked to be inside the source) and bound through its
+    // descriptor, so a symlink in the volume cannot point the bind elsewhere.
+    let sub = match (m.kind, m.subpath.is_empty()) {
+        (MountKind::Bind, false) => Some(open_subpath(&m.source, &m.subpath).map_err(|e| {
+            fail(
+                format!("cannot access path {}/{}", m.source.display(), m.subpath),
+                e,
+            )
+        })?),
+        _ => None,
+    };
+    let source = match &sub {
+        Some(fd) => fd_path(fd),
+        None => m.source.clone(),
+    };
     let source_is_dir = match m.kind {
         MountKind::Tmpfs => true,
-        MountKind::Bind => fs::metadata(&m.source)
+        MountKind::Bind => fs::metadata(&source)
             .map_err(|e| fail(format!("bind source {}", m.source.display()), e))?
             .is_dir(),
     };
@@ -80,8 +95,7 @@ fn mount_one(m: &Mount, root: &Path) -> Result<(), Failure> {
     let at_path = fd_path(&at);
     match m.kind {
         MountKind::Bind => {
-            let src = m
-                .source
+            let src = source
                 .to_str()
                 .ok_or_else(|| Failure(125, format!("bind source {} is not UTF-8", m.source.display())))?;
             let rec = if opts.recursive || !opts.bind {
@@ -125,6 +139,13 @@ fn mount_one(m: &Mount, root: &Path) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Open `subpath` inside `base` as the container would resolve it with `base` as its root.
+fn open_subpath(base: &Path, subpath: &str) -> io::Result<OwnedFd> {
+    let base = fs::canonicalize(base)?;
+    let inner = resolve_in_root(&base, &format!("/{subpath}"))?;
+    open_inside(&base, &inner)
 }
 
 /// `/proc/self/fd/N`: mounting there mounts on the file the descriptor holds.
