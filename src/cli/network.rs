@@ -104,9 +104,18 @@ pub(crate) fn parse_flags(
         args: Vec::new(),
     };
     let mut i = 0;
-    while i < words.len() {
-        let w = &words[i];
-        i += 1;
+    // The rest of a bundle of short switches (`-af` → `-a`, then `-f`).
+    let mut bundled: Option<String> = None;
+    loop {
+        let w = match bundled.take() {
+            Some(w) => w,
+            None if i < words.len() => {
+                i += 1;
+                words[i - 1].clone()
+            }
+            None => break,
+        };
+        let w = &w;
         if w == "--" {
             f.args.extend(words[i..].iter().cloned());
             break;
@@ -129,6 +138,11 @@ pub(crate) fn parse_flags(
                 ));
             };
             let rest = &w[1 + c.len_utf8()..];
+            if !rest.is_empty() && !rest.starts_with('=') && switches.iter().any(|(l, _)| *l == long) {
+                f.switches.push(long);
+                bundled = Some(format!("-{rest}"));
+                continue;
+            }
             (
                 long,
                 (!rest.is_empty()).then(|| rest.trim_start_matches('=').to_string()),

@@ -524,6 +524,15 @@ mod tests {
                 filters: vec![]
             }
         );
+        assert_eq!(
+            parse(&w(&["prune", "-af"])).unwrap(),
+            VolCommand::Prune {
+                force: true,
+                all: true,
+                filters: vec![]
+            }
+        );
+        assert!(parse(&w(&["prune", "-ax"])).is_err());
         assert!(parse(&w(&["frobnicate"])).is_err());
     }
 
