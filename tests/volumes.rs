@@ -885,3 +885,26 @@ fn volume_subpath_stays_inside_the_volume() {
         stderr(&out)
     );
 }
+
+#[test]
+fn containers_starting_together_fill_a_new_volume_once() {
+    let lab = Lab::new("vol-race");
+    app_image(&lab);
+    for round in 0..3 {
+        let vol = format!("race{round}:/srv/app");
+        let outs: Vec<_> = std::thread::scope(|sc| {
+            let handles: Vec<_> = (0..3)
+                .map(|_| {
+                    let (lab, vol) = (&lab, vol.clone());
+                    sc.spawn(move || {
+                        lab.shoal(&["run", "--rm", "-v", &vol, "app", "cat", "/srv/app/seed.txt"])
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for out in outs {
+            assert_eq!(stdout(&out), "seed", "round {round}: {}", stderr(&out));
+        }
+    }
+}

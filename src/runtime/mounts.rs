@@ -246,7 +246,14 @@ fn copy_up(image_dir: &Path, volume: &Path) -> io::Result<()> {
     let Ok(meta) = fs::symlink_metadata(image_dir) else {
         return Ok(());
     };
-    if !meta.is_dir() || fs::read_dir(volume)?.next().is_some() {
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    // Two containers starting at once on one new volume: the second waits for the first's
+    // copy and then finds the volume filled.
+    let lock = fs::File::open(volume)?;
+    sys::lock_exclusive(lock.as_raw_fd())?;
+    if fs::read_dir(volume)?.next().is_some() {
         return Ok(());
     }
     copy_tree(image_dir, volume)?;

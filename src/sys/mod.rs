@@ -110,6 +110,22 @@ pub fn make_tree_readonly(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// flock(2) with LOCK_EX: wait for an exclusive lock on the open file or directory `fd`;
+/// released when the descriptor is closed.
+pub fn lock_exclusive(fd: RawFd) -> io::Result<()> {
+    loop {
+        // SAFETY: flock on a descriptor the caller owns.
+        let r = unsafe { libc::flock(fd, libc::LOCK_EX) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// umount2(2).
 pub fn umount2(target: &Path, flags: libc::c_int) -> io::Result<()> {
     let target = cstr(target)?;
