@@ -441,6 +441,10 @@ fn anonymous_volumes_volumes_from_and_prune() {
     assert!(out.contains("Total reclaimed space:"), "{out}");
     let ls = lab.ok(&["volume", "ls", "-q"]);
     assert_eq!(ls, "keepme\nused");
+    // A create refused for its name leaves no anonymous volume behind.
+    let out = lab.shoal(&["create", "--name", "user", "-v", "/x", "busybox", "true"]);
+    assert!(stderr(&out).contains("is already in use"), "{}", stderr(&out));
+    assert_eq!(lab.ok(&["volume", "ls", "-q"]), "keepme\nused");
     let out = lab.ok(&["volume", "prune", "-a", "-f"]);
     assert!(out.contains("keepme") && !out.contains("used"), "{out}");
     assert_eq!(lab.ok(&["volume", "ls", "-q"]), "used");

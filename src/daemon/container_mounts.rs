@@ -15,8 +15,8 @@ use crate::api::types::{ContainerConfig, HostConfig};
 use crate::runtime::{Mount, MountKind};
 
 impl Engine {
-    /// A new container's mount points, in mounting order; creates the volumes they name
-    /// (named ones if missing, a fresh one per anonymous mount).
+    /// A new container's mount points, in mounting order, checked; the volumes they need are
+    /// made by [`Engine::create_volumes`] once the container is sure to be created.
     pub fn plan_mounts(&self, hc: &HostConfig, config: &ContainerConfig) -> ApiResult<Vec<MountPoint>> {
         let mut list = mounts::from_host_config(
             hc.binds.as_deref().unwrap_or_default(),
@@ -41,7 +41,17 @@ impl Engine {
         let image = mounts::image_volumes(&config.volumes.clone().unwrap_or_default())
             .map_err(ApiError::bad_request)?;
         mounts::add_missing(&mut list, image);
-        for mp in list.iter_mut().filter(|m| m.kind == MountType::Volume) {
+        mounts::sort_for_mounting(&mut list);
+        Ok(list)
+    }
+
+    /// Create the volumes a new container's mount points name (named ones if missing, a fresh
+    /// one per anonymous mount) and record where each lives.
+    pub fn create_volumes(&self, list: &mut [MountPoint]) -> ApiResult<()> {
+        for mp in list
+            .iter_mut()
+            .filter(|m| m.kind == MountType::Volume && m.source.is_empty())
+        {
             let labels = if mp.anonymous {
                 Some([(ANONYMOUS_LABEL.to_string(), String::new())].into())
             } else {
@@ -53,8 +63,7 @@ impl Engine {
             mp.source = self.volumes.mountpoint(&v.name).to_string_lossy().into_owned();
             mp.name = v.name;
         }
-        mounts::sort_for_mounting(&mut list);
-        Ok(list)
+        Ok(())
     }
 
     /// The runtime's mounts for one start of `rec`.

@@ -280,7 +280,7 @@ impl Engine {
         if rec_probe.argv().is_empty() {
             return Err(ApiError::bad_request("no command specified"));
         }
-        let mount_points = self.plan_mounts(&hc, &config)?;
+        let mut mount_points = self.plan_mounts(&hc, &config)?;
         let id = names::new_id()?;
         let mut map = self.map();
         let taken = |n: &str| map.values().any(|e| e.lock().rec.name == n);
@@ -304,6 +304,7 @@ impl Engine {
                     .unwrap_or_else(|| id[..12].to_string())
             }
         };
+        self.create_volumes(&mut mount_points)?;
         let dir = self.config.root.join("containers").join(&id);
         // A `--rm` container's directory need not survive a power cut (see `persist`).
         if hc.auto_remove {
