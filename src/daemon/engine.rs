@@ -425,6 +425,8 @@ impl Engine {
             rec.config.hostname.clone()
         };
         let hc = &rec.host_config;
+        // Before the network: a mount that cannot be prepared must not leave an endpoint.
+        let mounts = self.runtime_mounts(rec)?;
         let (network, etc) = match super::network::mode_of(&hc.network_mode)? {
             super::network::Mode::Host => (NetworkMode::Host, Default::default()),
             super::network::Mode::None => (NetworkMode::None, Default::default()),
@@ -493,7 +495,7 @@ impl Engine {
             },
             files,
             stop_signal: stop_signal(&rec.config),
-            mounts: self.runtime_mounts(rec)?,
+            mounts,
         })
     }
 
