@@ -14,12 +14,16 @@ pub mod tables;
 pub mod template;
 pub mod term;
 pub mod values;
+pub mod volume;
 
 use crate::api::client::{self, Client, HOST_ENV};
 
 /// Run a client verb; `args` excludes the program name. Returns the process exit code.
 pub fn main(argv: &[String]) -> i32 {
     if let Some(code) = network::main(argv) {
+        return code;
+    }
+    if let Some(code) = volume::main(argv) {
         return code;
     }
     let env = |k: &str| std::env::var(k).ok();

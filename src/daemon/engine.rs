@@ -111,6 +111,7 @@ pub struct Engine {
     containers: Mutex<BTreeMap<String, Arc<Entry>>>,
     /// Networks, endpoints and published ports (see `daemon::network`).
     pub net: Mutex<crate::net::NetworkManager>,
+    pub volumes: super::volumes::VolumeStore,
 }
 
 /// How `wait` decides it is done (Docker's `condition` parameter).
@@ -144,11 +145,13 @@ impl Engine {
         }
         net.ensure_default(config.bip.as_deref())?;
         net.restore()?;
+        let volumes = super::volumes::VolumeStore::open(&config.root.join("volumes"))?;
         let engine = Arc::new(Engine {
             config,
             images,
             containers: Mutex::new(BTreeMap::new()),
             net: Mutex::new(net),
+            volumes,
         });
         for dirent in fs::read_dir(&cdir)? {
             let dir = dirent?.path();
@@ -289,6 +292,7 @@ impl Engine {
         if rec_probe.argv().is_empty() {
             return Err(ApiError::bad_request("no command specified"));
         }
+        let mut mount_points = self.plan_mounts(&hc, &config)?;
         let id = names::new_id()?;
         let mut map = self.map();
         let taken = |n: &str| map.values().any(|e| e.lock().rec.name == n);
@@ -312,6 +316,7 @@ impl Engine {
                     .unwrap_or_else(|| id[..12].to_string())
             }
         };
+        self.create_volumes(&mut mount_points)?;
         let dir = self.config.root.join("containers").join(&id);
         // A `--rm` container's directory need not survive a power cut (see `persist`).
         if hc.auto_remove {
@@ -328,6 +333,7 @@ impl Engine {
             config,
             host_config: hc,
             networks,
+            mount_points,
             ..Default::default()
         };
         let entry = Arc::new(Entry {
@@ -431,6 +437,8 @@ impl Engine {
             rec.config.hostname.clone()
         };
         let hc = &rec.host_config;
+        // Before the network: a mount that cannot be prepared must not leave an endpoint.
+        let mounts = self.runtime_mounts(rec)?;
         let (network, etc) = match super::network::mode_of(&hc.network_mode)? {
             super::network::Mode::Host => (NetworkMode::Host, Default::default()),
             super::network::Mode::None => (NetworkMode::None, Default::default()),
@@ -499,6 +507,7 @@ impl Engine {
             },
             files,
             stop_signal: stop_signal(&rec.config),
+            mounts,
         })
     }
 
@@ -722,6 +731,14 @@ impl Engine {
             }
         }
         self.map().remove(&entry.id);
+        let (auto_remove, points) = {
+            let slot = entry.lock();
+            (slot.rec.host_config.auto_remove, slot.rec.mount_points.clone())
+        };
+        if auto_remove {
+            // As dockerd: a `--rm` container takes its anonymous volumes with it.
+            self.remove_anonymous_volumes(&points);
+        }
         entry.lock().removed = true;
         entry.notify();
         Ok(())

@@ -111,13 +111,21 @@ fn setup_and_exec(c: &InitContext) -> Result<std::convert::Infallible, Failure> 
             ctx(sys::dup2(fd.as_raw_fd(), to), || "setting up stdio".into())?;
         }
     }
+    // Private, unless a mount asks for shared or slave propagation: then a slave, so that
+    // host mounts still reach it and nothing the container mounts reaches the host.
+    let propagation = if super::mounts::wants_propagation(&spec.mounts) {
+        sys::MS_SLAVE
+    } else {
+        sys::MS_PRIVATE
+    };
     ctx(
-        sys::mount(None, Path::new("/"), None, sys::MS_REC | sys::MS_PRIVATE, None),
+        sys::mount(None, Path::new("/"), None, sys::MS_REC | propagation, None),
         || "making mounts private".into(),
     )?;
     mount_rootfs(spec, &c.rootfs)?;
     mount_standard(spec, &c.rootfs)?;
     bind_files(&spec.files, &c.rootfs)?;
+    super::mounts::mount_all(&spec.mounts, &c.rootfs)?;
     pivot_into(&c.rootfs)?;
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = fs::read_to_string("/etc/group").unwrap_or_default();
@@ -331,59 +339,21 @@ fn mount_standard(spec: &ContainerSpec, root: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Bind the daemon's files (hosts, hostname, resolv.conf) into the rootfs. The target is
-/// resolved without following symlinks, so an image cannot point a mount at a host path: a
-/// symlink in the last component is replaced by a plain file (in the container's upper
-/// layer), one in a parent directory is an error.
+/// Bind the daemon's files (hosts, hostname, resolv.conf) into the rootfs, resolved like every
+/// other mount: a symlink in the image is followed inside the rootfs, never out of it.
 fn bind_files(files: &[BindFile], root: &Path) -> Result<(), Failure> {
-    for f in files {
-        let rel = Path::new(&f.container);
-        if !rel.is_absolute()
-            || rel
-                .components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
-            return Err(Failure::other(format!(
-                "bind target {:?} must be an absolute path without ..",
-                f.container
-            )));
-        }
-        let mut target = root.to_path_buf();
-        let parts: Vec<_> = rel.components().skip(1).collect();
-        for (i, part) in parts.iter().enumerate() {
-            target.push(part);
-            let last = i + 1 == parts.len();
-            match fs::symlink_metadata(&target) {
-                Ok(m) if m.file_type().is_symlink() && last => {
-                    ctx(fs::remove_file(&target), || {
-                        format!("replacing symlink {}", f.container)
-                    })?;
-                }
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(Failure::other(format!(
-                        "bind target {}: a parent directory is a symlink",
-                        f.container
-                    )));
-                }
-                Ok(_) => continue,
-                Err(_) if !last => mkdirs(&target)?,
-                Err(_) => {}
-            }
-            if last {
-                ctx(fs::File::create(&target), || format!("creating {}", f.container))?;
-            }
-        }
-        ctx(sys::bind(&f.host, &target, false), || {
-            format!("binding {} at {}", f.host.display(), f.container)
-        })?;
-        if f.readonly {
-            let flags = sys::MS_BIND | sys::MS_REMOUNT | sys::MS_RDONLY;
-            ctx(sys::mount(None, &target, None, flags, None), || {
-                format!("making {} read-only", f.container)
-            })?;
-        }
-    }
-    Ok(())
+    let mounts: Vec<super::Mount> = files
+        .iter()
+        .map(|f| super::Mount {
+            destination: f.container.clone(),
+            kind: super::MountKind::Bind,
+            source: f.host.clone(),
+            options: vec!["bind".into(), if f.readonly { "ro" } else { "rw" }.into()],
+            copy_up: false,
+            subpath: String::new(),
+        })
+        .collect();
+    super::mounts::mount_all(&mounts, root)
 }
 
 fn pivot_into(root: &Path) -> Result<(), Failure> {
