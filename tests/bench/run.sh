@@ -87,3 +87,6 @@ printf '  ratio shoal/crun: %s (goal <= 2.00)   shoal/runc: %s\n' "$(ratio "$sho
 printf '  start on the default bridge (netns, veth, address, DNS): %s ms, ratio to --network none: %s (goal <= 1.50)\n' "$bridge_ms" "$(ratio "$bridge_ms" "$shoal_ms")"
 printf '  daemon idle RSS: %d KiB (goal <= 8192)\n' "$daemon_rss"
 printf '  shim per container: private (RssAnon) %d KiB (goal <= 1024), PSS %d KiB, RSS incl. shared text %d KiB\n' "$shim_anon" "$shim_pss" "$shim_rss"
+
+# Networks: embedded DNS vs dnsmasq, forwarding, published-port throughput (own lab).
+SHOAL_BIN=$bin bash tests/bench/net.sh
