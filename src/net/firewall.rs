@@ -19,7 +19,7 @@ use crate::wire::nftables::{
 };
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 pub const TABLE: &str = "shoal";
 
@@ -286,19 +286,7 @@ struct NfSocket(OwnedFd);
 
 impl NfSocket {
     fn open() -> io::Result<NfSocket> {
-        // SAFETY: plain socket(2); the fd is owned right below.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_NETFILTER,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh, valid descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = super::netlink::open_socket(libc::NETLINK_NETFILTER)?;
         // A kernel that never answers must not hang the daemon.
         let tv = libc::timeval {
             tv_sec: 5,
@@ -323,23 +311,7 @@ impl NfSocket {
     /// Send one batch and wait for the acknowledgement of every sequence number in `acked`;
     /// the first refusal is the error (the kernel then has applied nothing).
     fn transact(&self, batch: &[u8], acked: &[u32]) -> io::Result<()> {
-        // SAFETY: zeroed sockaddr_nl is valid; family set; nl_pid 0 addresses the kernel.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: buffer and address are valid for the lengths given.
-        let rc = unsafe {
-            libc::sendto(
-                self.0.as_raw_fd(),
-                batch.as_ptr().cast(),
-                batch.len(),
-                0,
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        super::netlink::send_to_kernel(&self.0, batch)?;
         let mut waiting: Vec<u32> = acked.to_vec();
         let mut buf = vec![0u8; 64 * 1024];
         while !waiting.is_empty() {

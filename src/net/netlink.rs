@@ -25,50 +25,55 @@ fn os_err(code: i32, what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
+/// A netlink socket of `protocol` (NETLINK_ROUTE, NETLINK_NETFILTER) in the calling thread's
+/// namespace.
+pub(crate) fn open_socket(protocol: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the fd is owned right below.
+    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("opening netlink socket: {e}")));
+    }
+    // SAFETY: fd is a fresh, valid descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Send `msg` (one or more netlink messages) to the kernel.
+pub(crate) fn send_to_kernel(fd: &OwnedFd, msg: &[u8]) -> io::Result<()> {
+    // SAFETY: zeroed sockaddr_nl is valid; family set; nl_pid 0 addresses the kernel.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: buffer and address are valid for the lengths given.
+    let rc = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&addr as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 impl Netlink {
     /// Open a socket inside `ns`.
     pub fn open(ns: &Netns) -> io::Result<Netlink> {
         netns::run_in(ns, || {
-            // SAFETY: plain socket(2); the fd is owned right below.
-            let fd = unsafe {
-                libc::socket(
-                    libc::AF_NETLINK,
-                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                    libc::NETLINK_ROUTE,
-                )
-            };
-            if fd < 0 {
-                return Err(io::Error::new(
-                    io::Error::last_os_error().kind(),
-                    format!("opening netlink socket: {}", io::Error::last_os_error()),
-                ));
-            }
-            // SAFETY: fd is a fresh, valid descriptor nobody else owns.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            Ok(Netlink { fd, seq: 1 })
+            Ok(Netlink {
+                fd: open_socket(libc::NETLINK_ROUTE)?,
+                seq: 1,
+            })
         })
     }
 
     fn send(&mut self, req: Request) -> io::Result<u32> {
         self.seq = self.seq.wrapping_add(1);
-        let msg = req.finish(self.seq);
-        // SAFETY: zeroed sockaddr_nl is valid; family set; nl_pid 0 addresses the kernel.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: buffer and address are valid for the lengths given.
-        let rc = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                msg.as_ptr().cast(),
-                msg.len(),
-                0,
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        send_to_kernel(&self.fd, &req.finish(self.seq))?;
         Ok(self.seq)
     }
 
