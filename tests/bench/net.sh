@@ -55,15 +55,16 @@ ip -n "$lan" link set eth0 up
 
 # The upstream resolver of the board: dnsmasq on the board's loopback, one outside name.
 echo "192.0.2.10 outside.example" >"$work/upstream.hosts"
+# Background processes are started by nsenter itself (it execs them), so $! is their pid.
 dnsmasq_at() {
-    in_lab dnsmasq --keep-in-foreground --no-resolv --no-hosts --addn-hosts="$2" \
+    nsenter --net=/run/netns/"$lab" dnsmasq --keep-in-foreground --no-resolv --no-hosts --addn-hosts="$2" \
         --listen-address="$1" --bind-interfaces --port=53 --user=root --pid-file= \
         --log-facility=- >/dev/null 2>&1 &
     pids+=($!)
 }
 dnsmasq_at 127.0.0.2 "$work/upstream.hosts"
 
-in_lab "$bin" daemon --root "$work/root" --socket "$work/shoal.sock" --cgroup-parent "shoal-nb-$$" \
+nsenter --net=/run/netns/"$lab" "$bin" daemon --root "$work/root" --socket "$work/shoal.sock" --cgroup-parent "shoal-nb-$$" \
     --dns 127.0.0.2 --log-level warn >"$work/daemon.log" 2>&1 &
 pids+=($!)
 export SHOAL_HOST=unix://$work/shoal.sock
