@@ -561,3 +561,23 @@ fn own_dns_servers_and_rename_on_a_user_network() {
     assert!(out.contains(&uno_ip), "{out}");
     lab.ok(&["rm", "-f", "uno", "two"]);
 }
+
+#[test]
+fn published_port_comes_back_after_other_containers_started() {
+    // The socket holding a published host port must not leak into shims started later:
+    // otherwise the port stays bound after its container stops and the restart fails.
+    let lab = Lab::new("net-portback");
+    let serve = ["sh", "-c", "echo back > /tmp/i; exec httpd -f -p 80 -h /tmp"];
+    let mut run = vec!["run", "-d", "--name", "web", "-p", "18095:80", "busybox"];
+    run.extend(serve);
+    lab.ok(&run);
+    lab.ok(&["run", "-d", "--name", "other", "busybox", "sleep", "1000"]);
+    lab.ok(&["stop", "-t", "1", "web"]);
+    lab.ok(&["start", "web"]);
+    assert!(
+        eventually(5, || fetch(&lab, "http://127.0.0.1:18095/i") == "back"),
+        "{}",
+        harness::tail(&lab.daemon_log(), 20)
+    );
+    lab.ok(&["rm", "-f", "web", "other"]);
+}

@@ -517,7 +517,11 @@ impl NetworkManager {
                 SocketType::DGRAM
             };
             let to_io = |e: rustix::io::Errno| io::Error::from_raw_os_error(e.raw_os_error());
-            let fd = rustix::net::socket(AddressFamily::INET, kind, None).map_err(to_io)?;
+            // CLOEXEC: shims started later must not inherit the port, or it stays bound
+            // after its container's endpoint is gone.
+            let fd =
+                rustix::net::socket_with(AddressFamily::INET, kind, rustix::net::SocketFlags::CLOEXEC, None)
+                    .map_err(to_io)?;
             let addr = SocketAddrV4::new(ip.unwrap_or(Ipv4Addr::UNSPECIFIED), port);
             rustix::net::bind(&fd, &addr).map_err(to_io)?;
             // getsockname through std, which works on any bound inet socket.
