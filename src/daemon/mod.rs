@@ -4,6 +4,7 @@
 
 pub mod container;
 pub mod engine;
+pub mod events;
 pub mod logger;
 pub mod names;
 pub mod network;
