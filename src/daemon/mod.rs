@@ -36,6 +36,9 @@ struct DaemonArgs {
     /// address and prefix of the default bridge network (default 172.30.0.1/16)
     #[argh(option)]
     bip: Option<String>,
+    /// serve the admin page on ADDR:PORT (off unless set; conventionally 0.0.0.0:2380)
+    #[argh(option)]
+    admin_addr: Option<String>,
 }
 
 /// What the daemon runs with: built-in defaults, then the config file, then flags.
@@ -45,6 +48,8 @@ struct Settings {
     cgroup_parent: String,
     log_level: String,
     bip: Option<String>,
+    admin_addr: Option<String>,
+    admin_token: Option<String>,
 }
 
 fn settings(args: DaemonArgs) -> Result<Settings, String> {
@@ -60,6 +65,8 @@ fn settings(args: DaemonArgs) -> Result<Settings, String> {
         cgroup_parent: args.cgroup_parent.unwrap_or(file.cgroup_parent),
         log_level: args.log_level.unwrap_or(file.log_level),
         bip: args.bip,
+        admin_addr: args.admin_addr.or(file.admin_addr),
+        admin_token: file.admin_token,
     })
 }
 
@@ -109,6 +116,10 @@ fn run(args: Settings) -> Result<(), String> {
         Engine::open(config).map_err(|e| format!("opening state in {}: {e}", args.root.display()))?;
     let listener = crate::api::bind(&args.socket).map_err(|e| e.to_string())?;
     engine.recover();
+    if let Some(addr) = &args.admin_addr {
+        let bound = crate::admin::start(engine.clone(), addr, args.admin_token.clone())?;
+        log::info!("admin page on http://{bound}/");
+    }
     let socket = args.socket.clone();
     std::thread::Builder::new()
         .name("signals".into())

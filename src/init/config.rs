@@ -27,6 +27,10 @@ pub struct FileConfig {
     pub data_device: Option<String>,
     /// Image archives loaded at first boot in PID 1 mode (`[init] preload_dir`).
     pub preload_dir: PathBuf,
+    /// `ADDR:PORT` of the admin page (`admin_addr`); off when absent.
+    pub admin_addr: Option<String>,
+    /// The admin page's token (`admin_token`) instead of the generated one.
+    pub admin_token: Option<String>,
 }
 
 /// Where `shoal daemon` and `shoal init` look when no `--config` is given.
@@ -43,6 +47,8 @@ impl Default for FileConfig {
             hostname: None,
             data_device: None,
             preload_dir: PathBuf::from("/usr/share/shoal/images"),
+            admin_addr: None,
+            admin_token: None,
         }
     }
 }
@@ -107,6 +113,16 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
             ("stop_timeout", Value::Int(n)) => {
                 config.stop_timeout = u32::try_from(n).map_err(|_| at("a number of seconds >= 0"))?
             }
+            ("admin_addr", Value::Str(s)) => {
+                crate::admin::parse_addr(&s).map_err(|e| format!("line {line}: {e}"))?;
+                config.admin_addr = Some(s)
+            }
+            ("admin_token", Value::Str(s)) => {
+                if s.trim().len() < 16 {
+                    return Err(format!("line {line}: admin_token must be at least 16 characters"));
+                }
+                config.admin_token = Some(s)
+            }
             ("init.hostname", Value::Str(s)) => config.hostname = Some(s),
             ("init.data_device", Value::Str(s)) => config.data_device = Some(s),
             ("init.preload_dir", Value::Str(s)) => {
@@ -114,7 +130,7 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
             }
             (
                 "root" | "socket" | "cgroup_parent" | "log_level" | "init.hostname" | "init.data_device"
-                | "init.preload_dir",
+                | "init.preload_dir" | "admin_addr" | "admin_token",
                 _,
             ) => return Err(at("a string")),
             ("stop_timeout", _) => return Err(at("an integer")),
@@ -291,6 +307,17 @@ mod tests {
             let err = parse(text).unwrap_err();
             assert!(err.contains(needle), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn admin_settings() {
+        let c = parse("admin_addr = \"0.0.0.0:2380\"\nadmin_token = \"0123456789abcdef\"").unwrap();
+        assert_eq!(c.admin_addr.as_deref(), Some("0.0.0.0:2380"));
+        assert_eq!(c.admin_token.as_deref(), Some("0123456789abcdef"));
+        let err = parse("admin_addr = \"board\"").unwrap_err();
+        assert!(err.contains("line 1") && err.contains("ADDR:PORT"), "{err}");
+        let err = parse("admin_token = \"short\"").unwrap_err();
+        assert!(err.contains("at least 16"), "{err}");
     }
 
     #[test]
