@@ -9,15 +9,15 @@ use crate::daemon::events::Event;
 use crate::timefmt;
 
 const STYLE: &str = "body{font:15px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#f6f7f9}\
-header{background:#1d3557;color:#fff;padding:.5em 1em}header a{color:#fff;margin-right:.9em;text-decoration:none}\
-header b{margin-right:1.2em}main{padding:1em;max-width:70em}table{border-collapse:collapse;width:100%;background:#fff}\
+header{background:#1d3557;color:#fff;padding:.5em 1em;display:flex;flex-wrap:wrap;align-items:center;gap:.3em .9em}\
+header a{color:#fff;text-decoration:none}main{padding:1em;max-width:70em}table{border-collapse:collapse;width:100%;background:#fff}\
 th,td{padding:.35em .5em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}th{background:#eef}\
 .s-running{color:#1a7f37;font-weight:bold}.s-exited,.s-dead{color:#b42318}.s-created,.s-restarting{color:#9a6700}\
 form.i{display:inline;margin:0}button{font:inherit;padding:.2em .6em;margin:.1em;border:1px solid #889;border-radius:4px;background:#fff}\
 button.d{border-color:#b42318;color:#b42318}pre{background:#111;color:#eee;padding:.6em;overflow:auto;max-height:30em;font-size:13px}\
 .cards{display:flex;flex-wrap:wrap;gap:.6em}.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.6em .9em;min-width:9em}\
 .card b{display:block;font-size:1.3em}.tw{overflow-x:auto}.m{color:#666;font-size:.9em}input{font:inherit;padding:.3em}\
-@media(max-width:40em){.hide-s{display:none}main{padding:.5em}}";
+@media(max-width:40em){.hide-s{display:none}main{padding:.5em}th,td{padding:.3em}button{padding:.2em .4em}}";
 
 /// Escape text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -208,7 +208,8 @@ fn container_actions(r: &ContainerRow, csrf: &str, back: &str) -> String {
 fn usage(r: &ContainerRow) -> (String, String) {
     let cpu = match (r.cpu_percent, r.cpu_seconds) {
         (Some(p), _) => format!("{p:.1}%"),
-        (None, Some(s)) => format!("{s:.2}s"),
+        // No earlier sample yet: the CPU time used so far.
+        (None, Some(s)) => format!("{s:.2}s total"),
         _ => String::new(),
     };
     (cpu, r.memory.map(bytes).unwrap_or_default())
@@ -216,14 +217,14 @@ fn usage(r: &ContainerRow) -> (String, String) {
 
 fn container_table(rows: &[ContainerRow], csrf: &str, back: &str) -> String {
     let mut b = String::from(
-        "<div class=tw><table><tr><th>Name</th><th>Image</th><th>State</th>\
+        "<div class=tw><table><tr><th>Name</th><th class=hide-s>Image</th><th>State</th>\
          <th class=hide-s>Ports</th><th>CPU</th><th>Memory</th><th></th></tr>",
     );
     for r in rows {
         let (cpu, mem) = usage(r);
         let _ = write!(
             b,
-            "<tr><td><a href=\"/containers/{}\">{}</a></td><td>{}</td>\
+            "<tr><td><a href=\"/containers/{}\">{}</a></td><td class=hide-s>{}</td>\
              <td><span class=\"s-{}\">{}</span><br><span class=m>{}</span></td>\
              <td class=hide-s>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(short(&r.id)),
