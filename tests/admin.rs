@@ -769,3 +769,35 @@ fn the_prometheus_checker_rejects_malformed_text() {
         assert!(r.is_err(), "accepted {bad:?}");
     }
 }
+
+#[test]
+fn admin_token_command_explains_what_is_missing() {
+    let root = std::env::temp_dir().join(format!("shoal-admin-notoken-{}", std::process::id()));
+    let out = std::process::Command::new(harness::BIN)
+        .args(["admin", "token", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no admin token yet") && err.contains("--admin-addr"),
+        "{err}"
+    );
+    let out = std::process::Command::new(harness::BIN)
+        .args(["admin", "tokn"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown command \"tokn\""));
+    let out = std::process::Command::new(harness::BIN)
+        .args(["daemon", "--admin-addr", "board", "--root"])
+        .arg(root.join("root"))
+        .arg("--socket")
+        .arg(root.join("sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid admin address \"board\""));
+    assert!(!root.exists(), "nothing is made before the flags are checked");
+}

@@ -59,13 +59,18 @@ fn settings(args: DaemonArgs) -> Result<Settings, String> {
             crate::init::config::load_or_default(std::path::Path::new(crate::init::config::DEFAULT_PATH))?
         }
     };
+    let admin_addr = args.admin_addr.or(file.admin_addr);
+    if let Some(addr) = &admin_addr {
+        // Refused before anything is opened or bound.
+        crate::admin::parse_addr(addr)?;
+    }
     Ok(Settings {
         root: args.root.unwrap_or(file.root),
         socket: args.socket.unwrap_or(file.socket),
         cgroup_parent: args.cgroup_parent.unwrap_or(file.cgroup_parent),
         log_level: args.log_level.unwrap_or(file.log_level),
         bip: args.bip,
-        admin_addr: args.admin_addr.or(file.admin_addr),
+        admin_addr,
         admin_token: file.admin_token,
     })
 }
