@@ -19,6 +19,9 @@ button.d{border-color:#b42318;color:#b42318}pre{background:#111;color:#eee;paddi
 .card b{display:block;font-size:1.3em}.tw{overflow-x:auto}.m{color:#666;font-size:.9em}input{font:inherit;padding:.3em}\
 @media(max-width:40em){.hide-s{display:none}main{padding:.5em}th,td{padding:.3em}button{padding:.2em .4em}}";
 
+/// Destructive buttons ask first where scripting is on.
+const DANGER: &str = " class=d onclick=\"return confirm('Sure?')\"";
+
 /// Escape text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -96,7 +99,7 @@ pub fn button(action: &str, label: &str, csrf: &str, back: &str, danger: bool) -
         esc(action),
         esc(csrf),
         esc(back),
-        if danger { " class=d" } else { "" },
+        if danger { DANGER } else { "" },
         esc(label)
     )
 }
@@ -184,7 +187,7 @@ pub fn buttons(action: &str, verbs: &[(&str, &str, bool)], csrf: &str, back: &st
             b,
             "<button name=do value={}{}>{}</button>",
             esc(verb),
-            if *danger { " class=d" } else { "" },
+            if *danger { DANGER } else { "" },
             esc(label)
         );
     }

@@ -178,8 +178,7 @@ fn route(admin: &Admin, ctx: &Ctx, form: &HashMap<String, String>) -> Routed {
             let sent = form.get("csrf").map(String::as_str).unwrap_or("");
             if !auth::same(sent, csrf) {
                 log::warn!(
-                    "admin page: {} {} from {} without a valid CSRF token",
-                    "POST",
+                    "admin page: POST {} from {} without a valid CSRF token",
                     ctx.path,
                     ctx.ip
                 );
