@@ -344,7 +344,10 @@ fn sign_in_stop_a_container_and_read_its_logs_in_chromium() {
     );
     let button = b.find("form[action='/login'] button");
     b.cmd("POST", &format!("element/{button}/click"), None);
-    b.wait_for("the overview", 10, |b| b.source().contains("Daemon memory"));
+    // Signing in leads back to the page asked for.
+    b.wait_for("the container list", 10, |b| b.source().contains("<h1>Containers</h1>"));
+    b.goto("/");
+    assert!(b.source().contains("Daemon memory"));
     b.screenshot("02-overview");
 
     // The container list shows `web` running.

@@ -104,7 +104,8 @@ pub fn button(action: &str, label: &str, csrf: &str, back: &str, danger: bool) -
     )
 }
 
-pub fn login(message: Option<&str>) -> String {
+/// The sign-in form; `next` is the page to go to afterwards.
+pub fn login(message: Option<&str>, next: &str) -> String {
     let msg = message
         .map(|m| format!("<p class=s-exited>{}</p>", esc(m)))
         .unwrap_or_default();
@@ -112,10 +113,11 @@ pub fn login(message: Option<&str>) -> String {
         "<!doctype html><html lang=en><head><meta charset=utf-8>\
          <meta name=viewport content=\"width=device-width,initial-scale=1\"><title>Log in - shoal</title>\
          <style>{STYLE}</style></head><body><header><b>shoal</b></header><main><h1>Log in</h1>{msg}\
-         <form method=post action=/login><p><label>Admin token<br>\
+         <form method=post action=/login><input type=hidden name=next value=\"{}\"><p><label>Admin token<br>\
          <input type=password name=token autocomplete=current-password size=40 autofocus></label></p>\
          <p><button>Log in</button></p></form><p class=m>The token is printed by \
-         <code>shoal admin token</code> on the board.</p></main></body></html>"
+         <code>shoal admin token</code> on the board.</p></main></body></html>",
+        esc(next)
     )
 }
 

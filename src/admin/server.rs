@@ -150,7 +150,7 @@ fn route(admin: &Admin, ctx: &Ctx, form: &HashMap<String, String>) -> Routed {
     let segs: Vec<&str> = ctx.path.trim_matches('/').split('/').collect();
     let post = ctx.method == Method::Post;
     if ctx.method == Method::Get && segs == ["login"] {
-        return Routed::Reply(Reply::html(200, pages::login(None)));
+        return Routed::Reply(Reply::html(200, pages::login(None, "/")));
     }
     if post && segs == ["login"] {
         return Routed::Reply(login(admin, ctx, form));
@@ -160,7 +160,7 @@ fn route(admin: &Admin, ctx: &Ctx, form: &HashMap<String, String>) -> Routed {
         .identify(ctx.header("Cookie"), ctx.header("Authorization"), ctx.ip, ctx.now);
     let Some(identity) = identity else {
         let r = if ctx.method == Method::Get && is_page(&segs) {
-            Reply::html(401, pages::login(None))
+            Reply::html(401, pages::login(None, &ctx.path))
         } else {
             Reply::text(
                 401,
@@ -275,13 +275,14 @@ fn login(admin: &Admin, ctx: &Ctx, form: &HashMap<String, String>) -> Reply {
         return Reply::text(403, "cross-origin request refused\n");
     }
     let token = form.get("token").map(String::as_str).unwrap_or("");
+    let next = local_path(form.get("next")).unwrap_or_else(|| "/".to_string());
     if !admin.auth.verify_token(token, ctx.ip, ctx.now) {
-        return Reply::html(401, pages::login(Some("Wrong token.")));
+        return Reply::html(401, pages::login(Some("Wrong token."), &next));
     }
     match admin.auth.open_session(ctx.now) {
         Ok((id, _)) => {
             log::info!("admin page: signed in from {}", ctx.ip);
-            let mut r = Reply::redirect("/");
+            let mut r = Reply::redirect(&next);
             r.headers.push(("Set-Cookie", auth::session_cookie(&id)));
             r
         }
@@ -298,11 +299,7 @@ fn action(
     csrf: &str,
 ) -> Reply {
     let engine = &admin.engine;
-    let back = form
-        .get("back")
-        .filter(|b| b.starts_with('/') && !b.starts_with("//"))
-        .cloned()
-        .unwrap_or_else(|| "/".to_string());
+    let back = local_path(form.get("back")).unwrap_or_else(|| "/".to_string());
     let verb = form.get("do").map(String::as_str).unwrap_or("");
     let result: Result<String, String> = match segs {
         ["logout"] => {
@@ -428,6 +425,13 @@ fn prune_images(engine: &Engine) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A path on this site to send the browser back to; anything else (`//host`, `http:...`,
+/// backslashes browsers read as slashes) is refused so a form cannot redirect elsewhere.
+fn local_path(p: Option<&String>) -> Option<String> {
+    p.filter(|p| p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') && !p.contains(['\r', '\n']))
+        .cloned()
 }
 
 /// `a=1&b=x+y` into a map (last value wins).
@@ -558,5 +562,11 @@ mod tests {
         assert_eq!(f["back"], "/containers");
         assert_eq!(f["token"], "a b");
         assert_eq!(sse_event("one\ntwo"), "data: one\ndata: two\n\n");
+        let p = |s: &str| local_path(Some(&s.to_string()));
+        assert_eq!(p("/containers"), Some("/containers".into()));
+        assert_eq!(p("//evil.example/"), None);
+        assert_eq!(p("/\\evil.example"), None);
+        assert_eq!(p("https://evil.example/"), None);
+        assert_eq!(p("/x\r\nSet-Cookie: a=b"), None);
     }
 }
