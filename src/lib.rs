@@ -5,6 +5,7 @@
 //! drivers (`daemon`, `runtime`, `image`, `net`, `cluster`, `admin`) do the I/O; `sys` is the
 //! one narrow seam to the kernel for mounts, namespaces and cgroups.
 
+pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod cluster;

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Some("check-config") => shoal::init::check_config::main(&args[2..]),
         Some("self-test") => shoal::init::selftest::main(&args[2..]),
         Some("daemon") => shoal::daemon::main(&args[2..]),
+        Some("admin") => shoal::admin::cli_main(&args[2..]),
         // Ask shoal's init (PID 1) to stop containers gracefully, sync and power off/reboot.
         Some("system") if args.get(2).is_some_and(|v| v == "poweroff") => {
             shoal::init::request(shoal::init::Shutdown::PowerOff)

@@ -487,6 +487,24 @@ pub struct ChunkedWriter {
 }
 
 impl ChunkedWriter {
+    /// Whether the client hung up: a stream that only writes on news (events) checks this
+    /// while idle, so a gone client does not hold a connection slot forever.
+    pub fn peer_closed(&self) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let mut fds = [PollFd::new(&self.inner, PollFlags::RDHUP)];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        match poll(&mut fds, Some(&now)) {
+            Ok(n) if n > 0 => fds[0]
+                .revents()
+                .intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR),
+            Ok(_) => false,
+            Err(_) => true,
+        }
+    }
+
     pub fn finish(mut self) -> io::Result<()> {
         self.finish_inner()
     }

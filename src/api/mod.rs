@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod detach;
+pub mod events;
 pub mod http;
 pub mod networks;
 pub mod render;

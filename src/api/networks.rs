@@ -66,13 +66,10 @@ pub fn route(
         }
         ("POST", ["networks", "create"]) => create(engine, req),
         ("POST", ["networks", "prune"]) => {
-            let removed = engine.net().prune().map_err(net_error);
+            let removed = prune(engine);
             removed.map(|names| req.respond_json(200, &json!({ "NetworksDeleted": names })))
         }
-        ("DELETE", ["networks", id]) => {
-            let r = engine.net().remove(id).map_err(net_error);
-            r.map(|_| req.respond_empty(204))
-        }
+        ("DELETE", ["networks", id]) => remove(engine, id).map(|_| req.respond_empty(204)),
         ("POST", ["networks", id, "connect"]) => (|| {
             let body: ConnectBody = req.json(JSON_LIMIT)?;
             engine.connect(id, &body.container, body.endpoint_config.unwrap_or_default())?;
@@ -155,6 +152,35 @@ fn create(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
         bridge_name: options.remove(BRIDGE_NAME_OPTION),
     };
     let info = engine.net().create(&body.name, opts).map_err(net_error)?;
+    engine.network_event("create", &info.id, &body.name, None);
     req.respond_json(201, &json!({ "Id": info.id, "Warning": "" }));
     Ok(())
+}
+
+/// `DELETE /networks/{id}`, announcing the removal.
+pub fn remove(engine: &Engine, id: &str) -> ApiResult<()> {
+    let mut net = engine.net();
+    let found = net.inspect(id).map_err(net_error)?;
+    net.remove(id).map_err(net_error)?;
+    drop(net);
+    let name = found["Name"].as_str().unwrap_or(id);
+    engine.network_event("destroy", found["Id"].as_str().unwrap_or(id), name, None);
+    Ok(())
+}
+
+/// `POST /networks/prune`: the names removed, each announced.
+pub fn prune(engine: &Engine) -> ApiResult<Vec<String>> {
+    let mut net = engine.net();
+    let ids: BTreeMap<String, String> = net
+        .list()
+        .into_iter()
+        .map(|n| (n.name.clone(), n.id.clone()))
+        .collect();
+    let removed = net.prune().map_err(net_error)?;
+    drop(net);
+    for name in &removed {
+        let id = ids.get(name).map(String::as_str).unwrap_or(name);
+        engine.network_event("destroy", id, name, None);
+    }
+    Ok(removed)
 }

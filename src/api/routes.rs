@@ -50,6 +50,7 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
             req.respond_json(200, &version_info());
             Ok(())
         }
+        ("GET", ["events"]) => super::events::serve(engine, req),
         ("GET", ["info"]) => {
             let info = info(engine);
             req.respond_json(200, &info);
@@ -168,6 +169,16 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
         ("POST", ["images", "load"]) => {
             let quiet = req.flag("quiet");
             let loaded = engine.images.load(&mut *req).map_err(image_error)?;
+            for line in &loaded {
+                // "Loaded image: name:tag" / "Loaded image ID: sha256:..."
+                let name = line.rsplit(": ").next().unwrap_or(line);
+                engine.events.emit(
+                    "image",
+                    "load",
+                    name,
+                    crate::daemon::events::attrs([("name", name)]),
+                );
+            }
             let mut w = req.stream("application/json")?;
             for line in loaded {
                 let msg = if quiet {
@@ -208,6 +219,14 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
                 }
             }
             let removed = engine.images.remove(&name, force).map_err(image_error)?;
+            for r in &removed {
+                let (action, id) = match r {
+                    RemovedItem::Untagged(t) => ("untag", t),
+                    RemovedItem::Deleted(d) => ("delete", d),
+                };
+                let attrs = crate::daemon::events::attrs([("name", name.as_str())]);
+                engine.events.emit("image", action, id, attrs);
+            }
             let body: Vec<_> = removed
                 .into_iter()
                 .map(|r| match r {
@@ -243,6 +262,13 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
                 None => repo,
             };
             engine.images.tag(&name, &target).map_err(image_error)?;
+            let id = engine.images.resolve(&target).map(|i| i.id).unwrap_or_default();
+            engine.events.emit(
+                "image",
+                "tag",
+                &id,
+                crate::daemon::events::attrs([("name", target.as_str())]),
+            );
             req.respond_empty(201);
             Ok(())
         }
@@ -291,6 +317,13 @@ fn import_image(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
         .images
         .import(&mut *req, reference.as_deref(), &changes, &message)
         .map_err(image_error)?;
+    let name = reference.as_deref().unwrap_or(&id);
+    engine.events.emit(
+        "image",
+        "import",
+        &id,
+        crate::daemon::events::attrs([("name", name)]),
+    );
     let mut w = req.stream("application/json")?;
     let _ = std::io::Write::write_all(&mut w, format!("{}\n", json!({ "status": id })).as_bytes());
     Ok(())

@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod events;
 pub mod format;
 pub mod network;
 pub mod session;
@@ -24,6 +25,9 @@ pub fn main(argv: &[String]) -> i32 {
         return code;
     }
     if let Some(code) = volume::main(argv) {
+        return code;
+    }
+    if let Some(code) = events::main(argv) {
         return code;
     }
     let env = |k: &str| std::env::var(k).ok();

@@ -112,6 +112,8 @@ pub struct Engine {
     /// Networks, endpoints and published ports (see `daemon::network`).
     pub net: Mutex<crate::net::NetworkManager>,
     pub volumes: super::volumes::VolumeStore,
+    /// What happened, for `/events` and the admin page.
+    pub events: super::events::EventBus,
 }
 
 /// How `wait` decides it is done (Docker's `condition` parameter).
@@ -152,6 +154,7 @@ impl Engine {
             containers: Mutex::new(BTreeMap::new()),
             net: Mutex::new(net),
             volumes,
+            events: Default::default(),
         });
         for dirent in fs::read_dir(&cdir)? {
             let dir = dirent?.path();
@@ -349,6 +352,7 @@ impl Engine {
             changed: Condvar::new(),
         });
         entry.persist(&entry.lock().rec)?;
+        self.container_event(&entry.lock().rec, "create", &[]);
         map.insert(id.clone(), entry);
         Ok((id, Vec::new()))
     }
@@ -408,6 +412,7 @@ impl Engine {
                 slot.starts += 1;
                 entry.persist(&slot.rec)?;
                 entry.notify();
+                self.container_event(&slot.rec, "start", &[]);
                 Ok(())
             }
             Err(e) => {
@@ -553,6 +558,10 @@ impl Engine {
                     log::error!("{}", e.message);
                 }
                 entry.notify();
+                if info.oom_killed {
+                    self.container_event(&slot.rec, "oom", &[]);
+                }
+                self.container_event(&slot.rec, "die", &[("exitCode", &info.code.to_string())]);
                 (restart, slot.rec.host_config.auto_remove)
             };
             if !restart {
@@ -616,6 +625,7 @@ impl Engine {
             (sig, grace)
         };
         self.terminate(&entry, sig, grace)?;
+        self.container_event(&entry.lock().rec, "stop", &[]);
         Ok(true)
     }
 
@@ -658,6 +668,7 @@ impl Engine {
             slot.rec.manually_stopped = true;
             entry.persist(&slot.rec)?;
         }
+        self.container_event(&slot.rec, "kill", &[("signal", &sig.to_string())]);
         drop(slot);
         runtime::kill(&entry.dir, sig)
             .map_err(|e| ApiError::internal(format!("Cannot kill container {}: {e}", entry.id)))
@@ -672,6 +683,7 @@ impl Engine {
     ) -> ApiResult<()> {
         self.stop(reference, timeout, signal)?;
         self.start(reference)?;
+        self.container_event(&self.get(reference)?.lock().rec, "restart", &[]);
         Ok(())
     }
 
@@ -741,6 +753,7 @@ impl Engine {
         }
         entry.lock().removed = true;
         entry.notify();
+        self.container_event(&entry.lock().rec, "destroy", &[]);
         Ok(())
     }
 
@@ -780,13 +793,24 @@ impl Engine {
             )));
         }
         let mut slot = entry.lock();
-        slot.rec.name = new_name.clone();
+        let old_name = std::mem::replace(&mut slot.rec.name, new_name.clone());
         entry.persist(&slot.rec)?;
+        self.container_event(&slot.rec, "rename", &[("oldName", &format!("/{old_name}"))]);
         drop(slot);
         // Containers on user networks are found by their new name from now on.
         self.net()
             .rename_container(&entry.id, &new_name)
             .map_err(|e| ApiError::internal(format!("renaming {}: {e}", short(&entry.id))))
+    }
+
+    /// Announce a container event with Docker's attributes (name, image, labels, extras).
+    pub fn container_event(&self, rec: &Record, action: &str, extra: &[(&str, &str)]) {
+        let mut attrs =
+            super::events::container_attributes(&rec.name, &rec.image_ref, rec.config.labels.as_ref());
+        for (k, v) in extra {
+            attrs.insert(k.to_string(), v.to_string());
+        }
+        self.events.emit("container", action, &rec.id, attrs);
     }
 
     /// Whether an image is used by any container (rmi refuses without force).

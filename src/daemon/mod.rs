@@ -5,6 +5,7 @@
 pub mod container;
 mod container_mounts;
 pub mod engine;
+pub mod events;
 pub mod logger;
 pub mod mounts;
 pub mod names;
@@ -41,6 +42,9 @@ struct DaemonArgs {
     /// upstream DNS server of the embedded DNS (repeatable; default: /etc/resolv.conf's)
     #[argh(option)]
     dns: Vec<std::net::IpAddr>,
+    /// serve the admin page on ADDR:PORT (off unless set; conventionally 0.0.0.0:2380)
+    #[argh(option)]
+    admin_addr: Option<String>,
 }
 
 /// What the daemon runs with: built-in defaults, then the config file, then flags.
@@ -51,6 +55,8 @@ struct Settings {
     log_level: String,
     bip: Option<String>,
     dns: Vec<std::net::IpAddr>,
+    admin_addr: Option<String>,
+    admin_token: Option<String>,
 }
 
 fn settings(args: DaemonArgs) -> Result<Settings, String> {
@@ -60,6 +66,11 @@ fn settings(args: DaemonArgs) -> Result<Settings, String> {
             crate::init::config::load_or_default(std::path::Path::new(crate::init::config::DEFAULT_PATH))?
         }
     };
+    let admin_addr = args.admin_addr.or(file.admin_addr);
+    if let Some(addr) = &admin_addr {
+        // Refused before anything is opened or bound.
+        crate::admin::parse_addr(addr)?;
+    }
     Ok(Settings {
         root: args.root.unwrap_or(file.root),
         socket: args.socket.unwrap_or(file.socket),
@@ -67,6 +78,8 @@ fn settings(args: DaemonArgs) -> Result<Settings, String> {
         log_level: args.log_level.unwrap_or(file.log_level),
         bip: args.bip,
         dns: if args.dns.is_empty() { file.dns } else { args.dns },
+        admin_addr,
+        admin_token: file.admin_token,
     })
 }
 
@@ -117,6 +130,10 @@ fn run(args: Settings) -> Result<(), String> {
         Engine::open(config).map_err(|e| format!("opening state in {}: {e}", args.root.display()))?;
     let listener = crate::api::bind(&args.socket).map_err(|e| e.to_string())?;
     engine.recover();
+    if let Some(addr) = &args.admin_addr {
+        let bound = crate::admin::start(engine.clone(), addr, args.admin_token.clone())?;
+        log::info!("admin page on http://{bound}/");
+    }
     let socket = args.socket.clone();
     std::thread::Builder::new()
         .name("signals".into())

@@ -344,10 +344,9 @@ impl Engine {
             )));
         }
         let mut net = self.net();
-        let name = net.inspect(network).map_err(net_error)?["Name"]
-            .as_str()
-            .unwrap_or(network)
-            .to_string();
+        let found = net.inspect(network).map_err(net_error)?;
+        let name = found["Name"].as_str().unwrap_or(network).to_string();
+        let net_id = found["Id"].as_str().unwrap_or_default().to_string();
         if matches!(name.as_str(), "host" | "none") {
             return Err(ApiError::bad_request(format!(
                 "container cannot be connected to network {name}"
@@ -375,8 +374,19 @@ impl Engine {
                 .map_err(net_error)?;
         }
         drop(net);
-        slot.rec.networks.insert(name, settings);
-        atomic_save(&entry, &slot.rec)
+        slot.rec.networks.insert(name.clone(), settings);
+        atomic_save(&entry, &slot.rec)?;
+        self.network_event("connect", &net_id, &name, Some(&entry.id));
+        Ok(())
+    }
+
+    /// Announce a network event (`container` set for connect/disconnect).
+    pub fn network_event(&self, action: &str, id: &str, name: &str, container: Option<&str>) {
+        let mut attrs = super::events::attrs([("name", name), ("type", "bridge")]);
+        if let Some(c) = container {
+            attrs.insert("container".into(), c.to_string());
+        }
+        self.events.emit("network", action, id, attrs);
     }
 
     /// `POST /networks/{id}/disconnect`.
@@ -384,10 +394,9 @@ impl Engine {
         let entry = self.get(container)?;
         let mut slot = entry.lock();
         let mut net = self.net();
-        let name = net.inspect(network).map_err(net_error)?["Name"]
-            .as_str()
-            .unwrap_or(network)
-            .to_string();
+        let found = net.inspect(network).map_err(net_error)?;
+        let name = found["Name"].as_str().unwrap_or(network).to_string();
+        let net_id = found["Id"].as_str().unwrap_or_default().to_string();
         let attached = net.endpoints_of(&entry.id).iter().any(|(n, _)| *n == name);
         if !attached && !slot.rec.networks.contains_key(&name) {
             return Err(ApiError::bad_request(format!(
@@ -400,7 +409,9 @@ impl Engine {
         }
         drop(net);
         slot.rec.networks.remove(&name);
-        atomic_save(&entry, &slot.rec)
+        atomic_save(&entry, &slot.rec)?;
+        self.network_event("disconnect", &net_id, &name, Some(&entry.id));
+        Ok(())
     }
 
     /// `NetworkSettings` of `GET /containers/{id}/json`.

@@ -30,6 +30,10 @@ pub struct FileConfig {
     /// Upstream servers of the embedded DNS, instead of /etc/resolv.conf's (`dns`, a string
     /// of addresses separated by spaces or commas).
     pub dns: Vec<std::net::IpAddr>,
+    /// `ADDR:PORT` of the admin page (`admin_addr`); off when absent.
+    pub admin_addr: Option<String>,
+    /// The admin page's token (`admin_token`) instead of the generated one.
+    pub admin_token: Option<String>,
 }
 
 /// Where `shoal daemon` and `shoal init` look when no `--config` is given.
@@ -47,6 +51,8 @@ impl Default for FileConfig {
             data_device: None,
             preload_dir: PathBuf::from("/usr/share/shoal/images"),
             dns: Vec::new(),
+            admin_addr: None,
+            admin_token: None,
         }
     }
 }
@@ -126,6 +132,16 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
                     })
                     .collect::<Result<_, _>>()?
             }
+            ("admin_addr", Value::Str(s)) => {
+                crate::admin::parse_addr(&s).map_err(|e| format!("line {line}: {e}"))?;
+                config.admin_addr = Some(s)
+            }
+            ("admin_token", Value::Str(s)) => {
+                if s.trim().len() < 16 {
+                    return Err(format!("line {line}: admin_token must be at least 16 characters"));
+                }
+                config.admin_token = Some(s)
+            }
             ("init.hostname", Value::Str(s)) => config.hostname = Some(s),
             ("init.data_device", Value::Str(s)) => config.data_device = Some(s),
             ("init.preload_dir", Value::Str(s)) => {
@@ -133,7 +149,7 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
             }
             (
                 "root" | "socket" | "cgroup_parent" | "log_level" | "dns" | "init.hostname"
-                | "init.data_device" | "init.preload_dir",
+                | "init.data_device" | "init.preload_dir" | "admin_addr" | "admin_token",
                 _,
             ) => return Err(at("a string")),
             ("stop_timeout", _) => return Err(at("an integer")),
@@ -319,6 +335,17 @@ mod tests {
             let err = parse(text).unwrap_err();
             assert!(err.contains(needle), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn admin_settings() {
+        let c = parse("admin_addr = \"0.0.0.0:2380\"\nadmin_token = \"0123456789abcdef\"").unwrap();
+        assert_eq!(c.admin_addr.as_deref(), Some("0.0.0.0:2380"));
+        assert_eq!(c.admin_token.as_deref(), Some("0123456789abcdef"));
+        let err = parse("admin_addr = \"board\"").unwrap_err();
+        assert!(err.contains("line 1") && err.contains("ADDR:PORT"), "{err}");
+        let err = parse("admin_token = \"short\"").unwrap_err();
+        assert!(err.contains("at least 16"), "{err}");
     }
 
     #[test]

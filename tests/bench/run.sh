@@ -12,7 +12,7 @@ ensure_rust
 
 target=x86_64-unknown-linux-gnu
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -q --target "$target"
-bin=$PWD/target/$target/release/shoal
+bin=${CARGO_TARGET_DIR:-$PWD/target}/$target/release/shoal
 size=$(stat -c %s "$bin")
 
 work=$(mktemp -d /tmp/shoal-bench.XXXXXX)
@@ -79,6 +79,46 @@ shim_anon=$(awk '/^RssAnon/ {print $2}' "/proc/$shim_pid/status")
 shim_pss=$(awk '/^Pss:/ {print $2}' "/proc/$shim_pid/smaps_rollup")
 "$bin" rm -f rss >/dev/null
 
+# The admin page: the daemon again, now with --admin-addr, idle RSS with the page on, then
+# 50 containers (10 running): the time each page takes to build (its Server-Timing), its
+# weight, and the daemon's RSS growth over 500 requests after a warm-up.
+kill "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true
+nsenter --net=/run/netns/"$ns" "$bin" daemon --root "$work/root" --socket "$work/shoal.sock" \
+    --cgroup-parent "shoal-bench-$$" --log-level warn --admin-addr 127.0.0.1:2380 >>"$work/daemon.log" 2>&1 &
+daemon_pid=$!
+for _ in $(seq 200); do
+    nsenter --net=/run/netns/"$ns" curl -s -o /dev/null http://127.0.0.1:2380/login && break
+    sleep 0.05
+done
+sleep 0.5
+admin_idle_rss=$(rss_kib "$daemon_pid")
+token=$("$bin" admin token --root "$work/root")
+for i in $(seq -w 0 49); do
+    "$bin" create --name "a$i" --network none --label "com.docker.compose.project=p$((10#$i % 5))" \
+        busybox sleep 1000 >/dev/null
+done
+for i in $(seq -w 0 49 | head -10); do "$bin" start "a$i" >/dev/null; done
+admin_get() {
+    nsenter --net=/run/netns/"$ns" curl -s -o /dev/null -H "Authorization: Bearer $token" \
+        -D - -w 'size=%{size_download}\n' "http://127.0.0.1:2380$1"
+}
+admin_pages="/ /containers /containers/a01 /projects /images /networks /events /metrics"
+for _ in 1 2 3; do for p in $admin_pages; do admin_get "$p" >/dev/null; done; done
+admin_report=""
+for p in $admin_pages; do
+    best=""; page_size=0
+    for _ in 1 2 3 4 5; do
+        out=$(admin_get "$p")
+        ms=$(echo "$out" | tr -d '\r' | awk -F'dur=' '/^Server-Timing/ {print $2}')
+        page_size=$(echo "$out" | awk -F= '/^size=/ {print $2}')
+        best=$(awk -v a="$best" -v b="$ms" 'BEGIN {print (a == "" || b < a) ? b : a}')
+    done
+    admin_report="$admin_report$(printf '    %-16s %6.2f ms  %6d bytes' "$p" "$best" "$page_size")"$'\n'
+done
+admin_rss0=$(rss_kib "$daemon_pid")
+for _ in $(seq 63); do for p in $admin_pages; do admin_get "$p" >/dev/null; done; done
+admin_rss1=$(rss_kib "$daemon_pid")
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 echo "shoal benchmark ($(uname -m), $(nproc) cores)"
 printf '  binary size (static, stripped, %s): %d bytes (%.2f MiB)\n' "$target" "$size" "$(awk -v s="$size" 'BEGIN{print s/1048576}')"
@@ -87,6 +127,12 @@ printf '  ratio shoal/crun: %s (goal <= 2.00)   shoal/runc: %s\n' "$(ratio "$sho
 printf '  start on the default bridge (netns, veth, address, DNS): %s ms, ratio to --network none: %s (goal <= 1.50)\n' "$bridge_ms" "$(ratio "$bridge_ms" "$shoal_ms")"
 printf '  daemon idle RSS: %d KiB (goal <= 8192)\n' "$daemon_rss"
 printf '  shim per container: private (RssAnon) %d KiB (goal <= 1024), PSS %d KiB, RSS incl. shared text %d KiB\n' "$shim_anon" "$shim_pss" "$shim_rss"
+
+printf '  admin page: daemon idle RSS with it on %d KiB; with 50 containers (10 running), best of 5:\n' "$admin_idle_rss"
+printf '%s' "$admin_report"
+printf '    page build goal <= 5 ms, weight goal <= 51200 bytes\n'
+printf '  admin page in use: daemon RSS %d -> %d KiB over 504 requests, growth %d KiB (goal <= 1024)\n' \
+    "$admin_rss0" "$admin_rss1" "$((admin_rss1 - admin_rss0))"
 
 # Networks: embedded DNS vs dnsmasq, forwarding, published-port throughput (own lab).
 SHOAL_BIN=$bin bash tests/bench/net.sh

@@ -17,6 +17,8 @@ pub struct Lab {
     pub root: PathBuf,
     pub sock: PathBuf,
     pub netns: String,
+    /// Extra `shoal daemon` flags (kept across daemon restarts).
+    pub daemon_args: Vec<String>,
     daemon: Option<Child>,
 }
 
@@ -35,7 +37,12 @@ pub fn busybox_tar() -> &'static Path {
 impl Lab {
     /// A fresh lab with a running daemon and `busybox:latest` imported.
     pub fn new(name: &str) -> Lab {
-        let lab = Lab::bare(name);
+        Lab::with_daemon_args(name, &[])
+    }
+
+    /// Like [`Lab::new`], the daemon started with extra flags.
+    pub fn with_daemon_args(name: &str, args: &[&str]) -> Lab {
+        let lab = Lab::bare_with(name, args);
         let out = lab.shoal_stdin(
             &["import", "--change", r#"CMD ["sh"]"#, "-", "busybox:latest"],
             &std::fs::read(busybox_tar()).unwrap(),
@@ -50,6 +57,10 @@ impl Lab {
 
     /// A lab with a running daemon and no images.
     pub fn bare(name: &str) -> Lab {
+        Lab::bare_with(name, &[])
+    }
+
+    fn bare_with(name: &str, args: &[&str]) -> Lab {
         let tag = format!("{name}-{}", std::process::id());
         let dir = std::env::temp_dir().join(format!("shoal-lab-{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -70,6 +81,7 @@ impl Lab {
             sock: dir.join("shoal.sock"),
             dir,
             netns,
+            daemon_args: args.iter().map(|a| a.to_string()).collect(),
             daemon: None,
         };
         lab.start_daemon();
@@ -92,6 +104,7 @@ impl Lab {
             .arg("--socket")
             .arg(&self.sock)
             .args(["--cgroup-parent", &format!("lab-{}", self.netns)])
+            .args(&self.daemon_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -110,6 +123,11 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(10));
         }
         panic!("daemon did not come up; log:\n{}", self.daemon_log());
+    }
+
+    /// The daemon's pid (nsenter execs it), while it runs.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(|c| c.id())
     }
 
     pub fn daemon_log(&self) -> String {
