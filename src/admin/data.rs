@@ -74,6 +74,7 @@ pub struct Overview {
     pub by_state: BTreeMap<String, usize>,
     pub images: usize,
     pub networks: usize,
+    pub volumes: usize,
     pub projects: usize,
 }
 
@@ -266,6 +267,7 @@ pub fn overview(engine: &Engine, daemon_started: Instant) -> Overview {
         by_state,
         images: engine.images.list().len(),
         networks: engine.net().list().len(),
+        volumes: engine.volumes.list().len(),
         projects: projects.len(),
     }
 }

@@ -22,6 +22,7 @@ pub struct Snapshot<'a> {
     pub containers: &'a [ContainerRow],
     pub images: usize,
     pub networks: usize,
+    pub volumes: usize,
     pub daemon_rss: u64,
     pub events_kept: usize,
 }
@@ -93,6 +94,8 @@ pub fn render(s: &Snapshot) -> String {
         "Networks, built-in ones included.",
     );
     let _ = writeln!(o, "shoal_networks {}", s.networks);
+    family(&mut o, "shoal_volumes", "gauge", "Volumes, named and anonymous.");
+    let _ = writeln!(o, "shoal_volumes {}", s.volumes);
     family(&mut o, "shoal_events_kept", "gauge", "Events held for replay.");
     let _ = writeln!(o, "shoal_events_kept {}", s.events_kept);
     family(
@@ -125,6 +128,7 @@ mod tests {
             containers: &rows,
             images: 2,
             networks: 3,
+            volumes: 1,
             daemon_rss: 1 << 20,
             events_kept: 0,
         });

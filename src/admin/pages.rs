@@ -162,10 +162,12 @@ pub fn overview(o: &Overview, csrf: &str) -> String {
         b,
         "<div class=card><a href=/images>Images</a><b>{}</b></div>\
          <div class=card><a href=/networks>Networks</a><b>{}</b></div>\
+         <div class=card>Volumes<b>{}</b></div>\
          <div class=card><a href=/projects>Compose projects</a><b>{}</b></div></div>\
          <p class=m>Kernel {}, state in {}, daemon up {}. <a href=/metrics>Metrics</a></p>",
         o.images,
         o.networks,
+        o.volumes,
         o.projects,
         esc(&h.kernel),
         esc(&h.state_dir),

@@ -244,6 +244,7 @@ fn route(admin: &Admin, ctx: &Ctx, form: &HashMap<String, String>) -> Routed {
                 containers: &rows,
                 images: engine.images.list().len(),
                 networks: engine.net().list().len(),
+                volumes: engine.volumes.list().len(),
                 daemon_rss: data::daemon_rss(),
                 events_kept: engine.events.recent().len(),
             });
