@@ -55,7 +55,9 @@ if [ ! -d "$kroot/boot" ]; then
 fi
 kver=$(ls "$kroot/lib/modules" | head -n1)
 [ -f "$kroot/lib/modules/$kver/modules.dep" ] || depmod -b "$kroot" "$kver"
-cp "$kroot/boot/vmlinuz-$kver" "$out/vmlinuz"
+# Outputs are written beside their final names and renamed into place, so a reader (a test
+# booting the image while another builds it) never sees half a file.
+cp "$kroot/boot/vmlinuz-$kver" "$out/vmlinuz.$$" && mv -f "$out/vmlinuz.$$" "$out/vmlinuz"
 
 # 3. root tree
 tree=$(mktemp -d)
@@ -102,7 +104,8 @@ rm -rf "$bbx"
 [ -x "$bdir/post-build.sh" ] && "$bdir/post-build.sh" "$tree"
 
 # 4. image
-(cd "$tree" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -6 > "$out/initramfs.cpio.gz")
+(cd "$tree" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -6 > "$out/initramfs.cpio.gz.$$")
+mv -f "$out/initramfs.cpio.gz.$$" "$out/initramfs.cpio.gz"
 [ -x "$bdir/post-image.sh" ] && KERNEL_ROOT=$kroot "$bdir/post-image.sh" "$out"
 say "kernel $kver: $(stat -c %s "$out/vmlinuz") bytes; initramfs: $(stat -c %s "$out/initramfs.cpio.gz") bytes"
 echo "$out"

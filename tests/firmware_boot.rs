@@ -17,13 +17,23 @@ fn repo() -> PathBuf {
 
 fn image_dir(board: &str) -> PathBuf {
     let dir = repo().join("board/out").join(board);
-    if !dir.join("initramfs.cpio.gz").exists() || !dir.join("run-qemu.sh").exists() {
-        let status = Command::new(repo().join("board/firmware.sh"))
-            .arg(board)
-            .status()
-            .unwrap();
-        assert!(status.success(), "board/firmware.sh {board} failed");
-    }
+    // Tests run side by side: one builds the image while the others wait on the lock, then
+    // find it complete.
+    std::fs::create_dir_all(repo().join("board/out")).unwrap();
+    let status = Command::new("flock")
+        .arg(repo().join("board/out/.build-lock"))
+        .args([
+            "sh",
+            "-c",
+            r#"[ -e "$1/initramfs.cpio.gz" ] && [ -e "$1/run-qemu.sh" ] || "$2" "$3""#,
+            "sh",
+        ])
+        .arg(&dir)
+        .arg(repo().join("board/firmware.sh"))
+        .arg(board)
+        .status()
+        .unwrap();
+    assert!(status.success(), "board/firmware.sh {board} failed");
     dir
 }
 

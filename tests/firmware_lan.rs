@@ -40,13 +40,21 @@ impl Drop for Lab {
 #[test]
 fn three_boards_reach_each_other_on_a_bridge_inside_a_test_namespace() {
     let dir = repo().join("board/out/qemu/x86_64");
-    if !dir.join("run-qemu.sh").exists() {
-        let status = Command::new(repo().join("board/firmware.sh"))
-            .arg("qemu/x86_64")
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
+    // The boot tests may be building the same image: wait on their lock, build if missing.
+    std::fs::create_dir_all(repo().join("board/out")).unwrap();
+    let status = Command::new("flock")
+        .arg(repo().join("board/out/.build-lock"))
+        .args([
+            "sh",
+            "-c",
+            r#"[ -e "$1/initramfs.cpio.gz" ] && [ -e "$1/run-qemu.sh" ] || "$2" qemu/x86_64"#,
+            "sh",
+        ])
+        .arg(&dir)
+        .arg(repo().join("board/firmware.sh"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "board/firmware.sh qemu/x86_64 failed");
     let lab = Lab {
         ns: format!("shoal-fwlan-{}", std::process::id()),
     };
