@@ -19,8 +19,11 @@ before=$(root_net_state)
 
 export RUST_BACKTRACE=1
 # Integration tests start daemons and containers; two at a time suits a small machine.
+# (Failures must not end the script here: the summary and the safety check still run.)
+set +e
 cargo test --locked --no-fail-fast -- --test-threads="${SHOAL_TEST_THREADS:-2}" 2>&1 | tee /tmp/shoal-test.log
 status=${PIPESTATUS[0]}
+set -e
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' /tmp/shoal-test.log | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' /tmp/shoal-test.log | awk '{s+=$1} END {print s+0}')
 after=$(root_net_state)
