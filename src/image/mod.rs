@@ -22,6 +22,7 @@
 //! blob for Range resumption would live beside `tmp/` in a directory `open` keeps.
 
 mod archive;
+pub mod build;
 pub mod config;
 pub mod entry_path;
 mod error;

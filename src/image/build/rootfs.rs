@@ -1,0 +1,164 @@
+//! A read-only merged view of an image's unpacked layers, as overlayfs would show them, for
+//! the builder's own lookups (COPY destinations, `COPY --from`, `--chown` names) without
+//! mounting anything. Whiteouts (0:0 character devices) hide lower entries; opaque
+//! directories hide lower directory contents.
+
+use std::collections::BTreeMap;
+use std::fs::{self, Metadata};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+pub struct RootfsView {
+    /// Layer `fs` directories, top-most first.
+    layers: Vec<PathBuf>,
+}
+
+fn is_whiteout(m: &Metadata) -> bool {
+    m.file_type().is_char_device() && m.rdev() == 0
+}
+
+fn is_opaque(dir: &Path) -> bool {
+    let mut buf = [0u8; 4];
+    matches!(rustix::fs::lgetxattr(dir, OPAQUE_XATTR, &mut buf), Ok(n) if n >= 1 && buf[0] == b'y')
+}
+
+/// Split a path into its normal components (no `.`/`..`/empty), `..` clamped at the root.
+pub fn components(path: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s.to_string()),
+        }
+    }
+    out
+}
+
+impl RootfsView {
+    pub fn new(layers: Vec<PathBuf>) -> RootfsView {
+        RootfsView { layers }
+    }
+
+    /// The host path holding the entry at the (already resolved) components, if visible.
+    fn find_exact(&self, comps: &[String]) -> Option<(PathBuf, Metadata)> {
+        'layers: for layer in &self.layers {
+            // A whiteout or opaque directory on the way down in this layer hides lower ones.
+            let mut p = layer.clone();
+            for (i, c) in comps.iter().enumerate() {
+                p.push(c);
+                match fs::symlink_metadata(&p) {
+                    Ok(m) if is_whiteout(&m) => return None,
+                    Ok(m) if i + 1 == comps.len() => return Some((p, m)),
+                    Ok(m) if m.is_dir() => {
+                        if is_opaque(&p) && !p.join(&comps[i + 1]).exists() {
+                            let rest = p.join(comps[i + 1..].join("/"));
+                            return fs::symlink_metadata(&rest).ok().map(|m| (rest, m));
+                        }
+                    }
+                    _ => continue 'layers,
+                }
+            }
+            if comps.is_empty() {
+                return fs::symlink_metadata(layer).ok().map(|m| (layer.clone(), m));
+            }
+        }
+        None
+    }
+
+    /// Resolve `path` inside the image, following symlinks in parent directories (and in the
+    /// last component when `follow`), never leaving the image root. Returns the resolved
+    /// components and the host path of the entry.
+    pub fn resolve(&self, path: &str, follow: bool) -> Option<(Vec<String>, PathBuf, Metadata)> {
+        let mut pending: Vec<String> = components(path);
+        pending.reverse();
+        let mut done: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(c) = pending.pop() {
+            done.push(c);
+            let (host, meta) = self.find_exact(&done)?;
+            let last = pending.is_empty();
+            if meta.file_type().is_symlink() && (!last || follow) {
+                hops += 1;
+                if hops > 40 {
+                    return None;
+                }
+                let target = fs::read_link(&host).ok()?.to_string_lossy().into_owned();
+                done.pop();
+                let base = if target.starts_with('/') {
+                    String::new()
+                } else {
+                    done.join("/")
+                };
+                let rest: Vec<String> = pending.iter().rev().cloned().collect();
+                let mut fresh = components(&format!("{base}/{target}/{}", rest.join("/")));
+                fresh.reverse();
+                done.clear();
+                pending = fresh;
+            }
+        }
+        let (host, meta) = self.find_exact(&done)?;
+        Some((done, host, meta))
+    }
+
+    pub fn is_dir(&self, path: &str) -> bool {
+        self.resolve(path, true).is_some_and(|(_, _, m)| m.is_dir())
+    }
+
+    pub fn exists(&self, path: &str) -> bool {
+        self.resolve(path, false).is_some()
+    }
+
+    /// The merged listing of a resolved directory: name → host path of the visible entry.
+    pub fn read_dir(&self, comps: &[String]) -> BTreeMap<String, PathBuf> {
+        let mut out = BTreeMap::new();
+        let mut hidden = std::collections::BTreeSet::new();
+        for layer in &self.layers {
+            let dir = layer.join(comps.join("/"));
+            let Ok(m) = fs::symlink_metadata(&dir) else {
+                continue;
+            };
+            if is_whiteout(&m) {
+                break;
+            }
+            if !m.is_dir() {
+                break;
+            }
+            if let Ok(rd) = fs::read_dir(&dir) {
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if out.contains_key(&name) || hidden.contains(&name) {
+                        continue;
+                    }
+                    match e.metadata() {
+                        Ok(m) if is_whiteout(&m) => {
+                            hidden.insert(name);
+                        }
+                        Ok(_) => {
+                            out.insert(name, e.path());
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+            if is_opaque(&dir) {
+                break;
+            }
+        }
+        out
+    }
+
+    /// A small text file of the image (/etc/passwd), empty when missing.
+    pub fn read_text(&self, path: &str) -> String {
+        match self.resolve(path, true) {
+            Some((_, host, m)) if m.is_file() && m.len() < (1 << 20) => {
+                fs::read_to_string(host).unwrap_or_default()
+            }
+            _ => String::new(),
+        }
+    }
+}
