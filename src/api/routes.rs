@@ -148,6 +148,9 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
             Ok(())
         }
         ("GET", ["containers", id, "logs"]) => streams::logs(engine, req, id),
+        ("GET", ["containers", id, "export"]) => super::build::export(engine, req, id),
+        ("POST", ["build"]) => super::build::build(engine, req),
+        ("POST", ["commit"]) => super::build::commit(engine, req),
         ("POST", ["containers", id, "attach"]) => streams::attach(engine, req, id),
         ("GET", ["containers", id, "top"]) => streams::top(engine, req, id),
         ("GET", ["containers", id, "stats"]) => streams::stats(engine, req, id),

@@ -23,6 +23,7 @@
 
 mod archive;
 pub mod build;
+pub mod commit;
 pub mod config;
 pub mod entry_path;
 mod error;

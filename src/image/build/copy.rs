@@ -122,7 +122,7 @@ pub(super) fn copy_step(b: &mut Builder<'_>, st: &mut Stage, ins: &Instruction) 
     };
     // Resolve the sources to host paths.
     let mut sources: Vec<(String, Option<PathBuf>, Option<Vec<u8>>)> = Vec::new();
-    let from = ins.flag("from").map(|f| expand(f)).transpose()?;
+    let from = ins.flag("from").map(&expand).transpose()?;
     let from_view = match &from {
         Some(name) => Some(RootfsView::new(b.layers_of_named(name).map_err(|e| at(ins, e))?)),
         None => None,
@@ -417,6 +417,7 @@ fn dir_header(meta: Option<&Metadata>, owner: &Option<Owner>, chmod: Option<u32>
             h.set_entry_type(tar::EntryType::Directory);
             h.set_mode(0o755);
             h.set_mtime(0);
+            h.set_size(0);
             h
         }
     };

@@ -825,7 +825,11 @@ impl Builder<'_> {
             }
             RunEvent::Output(b) => out(&String::from_utf8_lossy(b)),
         });
-        let outcome = (|| {
+        let tar = temp_path(self.store, "run");
+        let _guard = TempGuard(tar.clone());
+        // The container's changes as a tar, then the container goes (as docker: before the
+        // step's image is reported).
+        let written = (|| {
             let r = result.map_err(|e| at(ins, e))?;
             if r.exit_code != 0 {
                 return Err(at(
@@ -836,12 +840,9 @@ impl Builder<'_> {
                     ),
                 ));
             }
-            let tar = temp_path(self.store, "run");
-            let _guard = TempGuard(tar.clone());
             let f = File::create(&tar).map_err(|e| format!("{}: {e}", tar.display()))?;
             diff::upper_to_tar(&r.upper, io::BufWriter::new(f))
-                .map_err(|e| at(ins, format!("reading the container's changes: {e}")))?;
-            self.commit_layer(st, &key, created_by.clone(), &tar)
+                .map_err(|e| at(ins, format!("reading the container's changes: {e}")))
         })();
         if let Some(id) = started {
             self.runner.remove(&id);
@@ -850,7 +851,8 @@ impl Builder<'_> {
                 &id[..id.len().min(12)]
             ));
         }
-        outcome
+        written?;
+        self.commit_layer(st, &key, created_by, &tar)
     }
 }
 
