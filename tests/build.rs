@@ -502,3 +502,91 @@ fn commit_and_export() {
     assert_ne!(out.status.code(), Some(0));
     assert!(stderr(&out).contains("nosuch"), "{}", stderr(&out));
 }
+
+#[test]
+fn copy_and_add_forms_stages_and_target() {
+    let lab = Lab::new("build-copy");
+    let dir = context(
+        &lab,
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "ARG BASE=busybox\n\
+                 FROM ${BASE} AS base\n\
+                 RUN echo base > /base\n\
+                 \n\
+                 FROM base AS second\n\
+                 COPY --chown=app:extra files/*.txt /dst/\n\
+                 COPY dir /tree\n\
+                 ADD archive.tar.gz /unpacked/\n\
+                 ADD plain.txt /plain-added.txt\n\
+                 COPY --chmod=600 files/a.txt /secret\n\
+                 COPY <<EOF /greeting\n\
+                 hello $HOSTNAME_UNSET-there\n\
+                 EOF\n\
+                 \n\
+                 FROM base AS never\n\
+                 RUN exit 1\n",
+                0o644,
+            ),
+            ("files/a.txt", "a", 0o644),
+            ("files/b.txt", "b", 0o644),
+            ("files/c.md", "c", 0o644),
+            ("dir/sub/x", "x", 0o644),
+            ("plain.txt", "plain", 0o644),
+            ("src/inside/file.txt", "from the archive", 0o644),
+        ],
+    );
+    let st = Command::new("tar")
+        .arg("-czf")
+        .arg(dir.join("archive.tar.gz"))
+        .arg("-C")
+        .arg(dir.join("src"))
+        .arg("inside")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = build_ok(&lab, &dir, &["--target", "second", "-t", "second"]);
+    assert!(
+        !out.contains("exit 1"),
+        "the stage after the target was built: {out}"
+    );
+    let check = lab.ok(&[
+        "run",
+        "--rm",
+        "second",
+        "sh",
+        "-c",
+        "cat /base; ls /dst; stat -c '%u:%g' /dst/a.txt; cat /tree/sub/x; echo; \
+         cat /unpacked/inside/file.txt; echo; cat /plain-added.txt; echo; stat -c %a /secret; cat /greeting",
+    ]);
+    assert_eq!(
+        check,
+        "base\na.txt\nb.txt\n1000:2000\nx\nfrom the archive\nplain\n600\nhello -there"
+    );
+    // Without --target the failing last stage is built, and fails.
+    let out = build(&lab, &dir, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("Dockerfile:16: "), "{}", stderr(&out));
+    // Intermediate images are hidden from `images` and shown by `images -a`.
+    let listed = lab.ok(&["images", "--format", "{{.Repository}}"]);
+    assert!(!listed.contains("<none>"), "{listed}");
+    let all = lab.ok(&["images", "-a", "--format", "{{.Repository}}"]);
+    assert!(all.contains("<none>"), "{all}");
+    // A multi-file COPY needs a directory destination.
+    let bad = context(
+        &lab,
+        "bad",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY a b /notadir\n", 0o644),
+            ("a", "", 0o644),
+            ("b", "", 0o644),
+        ],
+    );
+    let err = stderr(&build(&lab, &bad, &[]));
+    assert!(
+        err.contains("Dockerfile:2: ") && err.contains("must be a directory"),
+        "{err}"
+    );
+}

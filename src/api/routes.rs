@@ -159,7 +159,8 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
         ("POST", ["exec", id, "resize"]) => streams::exec_resize(req, id),
         ("GET", ["exec", id, "json"]) => streams::exec_inspect(req, id),
         ("GET", ["images", "json"]) => {
-            let list = engine.images.list();
+            let mut list = engine.images.list();
+            crate::image::build::apply_parents(&engine.images, &mut list, req.flag("all"));
             req.respond_json(200, &list);
             Ok(())
         }

@@ -32,6 +32,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const CACHE_DIR: &str = "build-cache";
+/// `<cache dir>/parents/<image hex>` holds the ID of the image a build step started from.
+const PARENTS_DIR: &str = "parents";
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
 /// Build arguments every Dockerfile may use without declaring them (kept out of history).
@@ -697,7 +699,10 @@ impl Builder<'_> {
         let hex = self.store.commit_image(&bytes, &[]).map_err(|e| e.to_string())?;
         let id = format!("sha256:{hex}");
         let dir = self.store.root().join(CACHE_DIR);
-        atomic::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        atomic::create_dir_all(&dir.join(PARENTS_DIR)).map_err(|e| e.to_string())?;
+        if let Some(parent) = &st.image_id {
+            atomic::write(&dir.join(PARENTS_DIR).join(&hex), parent.as_bytes()).map_err(|e| e.to_string())?;
+        }
         atomic::write(&dir.join(key), id.as_bytes()).map_err(|e| e.to_string())?;
         self.say(&format!(" ---> {}\n", short_id(&id)));
         st.image_id = Some(id);
@@ -853,6 +858,33 @@ impl Builder<'_> {
         }
         written?;
         self.commit_layer(st, &key, created_by, &tar)
+    }
+}
+
+/// Fill in `ParentId` from the build records and, unless `all`, hide untagged images that
+/// are the parent of another image (a build's intermediate steps), as `docker images` does.
+pub fn apply_parents(store: &ImageStore, list: &mut Vec<super::ImageSummary>, all: bool) {
+    let dir = store.root().join(CACHE_DIR).join(PARENTS_DIR);
+    let Ok(rd) = fs::read_dir(&dir) else { return };
+    let mut parent_of = std::collections::HashMap::new();
+    for e in rd.flatten() {
+        if let Ok(p) = fs::read_to_string(e.path()) {
+            parent_of.insert(
+                format!("sha256:{}", e.file_name().to_string_lossy()),
+                p.trim().to_string(),
+            );
+        }
+    }
+    let present: BTreeSet<String> = list.iter().map(|s| s.id.clone()).collect();
+    let mut parents = BTreeSet::new();
+    for s in list.iter_mut() {
+        if let Some(p) = parent_of.get(&s.id).filter(|p| present.contains(*p)) {
+            s.parent_id = p.clone();
+            parents.insert(p.clone());
+        }
+    }
+    if !all {
+        list.retain(|s| !s.repo_tags.is_empty() || !parents.contains(&s.id));
     }
 }
 
