@@ -356,6 +356,21 @@ fn run_changes_become_layers_with_whiteouts() {
         "test -e /etc/image-name && echo present; ls /data/sub; cat /heredoc; readlink /link",
     ]);
     assert_eq!(out, "g\nfrom heredoc\n/data/sub/f");
+
+    // RUN containers join the default bridge, or no network with --network none.
+    let nets = context(
+        &lab,
+        "nets",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort > /nets\n",
+            0o644,
+        )],
+    );
+    build_ok(&lab, &nets, &["--network", "none", "-t", "isolated"]);
+    assert_eq!(lab.ok(&["run", "--rm", "isolated", "cat", "/nets"]), "lo");
+    build_ok(&lab, &nets, &["--no-cache", "-t", "bridged"]);
+    assert_eq!(lab.ok(&["run", "--rm", "bridged", "cat", "/nets"]), "eth0\nlo");
 }
 
 #[test]
@@ -574,6 +589,10 @@ fn copy_and_add_forms_stages_and_target() {
     assert!(!listed.contains("<none>"), "{listed}");
     let all = lab.ok(&["images", "-a", "--format", "{{.Repository}}"]);
     assert!(all.contains("<none>"), "{all}");
+    // rmi takes the untagged build steps below the image with it, down to busybox.
+    let removed = lab.ok(&["rmi", "second"]);
+    assert_eq!(removed.matches("Deleted:").count(), 7, "{removed}");
+    assert_eq!(lab.ok(&["images", "-a", "--format", "{{.Repository}}"]), "busybox");
     // A multi-file COPY needs a directory destination.
     let bad = context(
         &lab,

@@ -206,7 +206,11 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
                     )));
                 }
             }
-            let removed = engine.images.remove(&name, force).map_err(image_error)?;
+            let mut removed = engine.images.remove(&name, force).map_err(image_error)?;
+            if !req.flag("noprune") {
+                let parents = crate::daemon::build::prune_parents(engine, &removed);
+                removed.extend(parents);
+            }
             let body: Vec<_> = removed
                 .into_iter()
                 .map(|r| match r {

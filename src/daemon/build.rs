@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use crate::api::http::ApiResult;
 use crate::api::types::{ContainerConfig, CreateRequest, HostConfig};
-use crate::image::build::{RunEvent, RunRequest, RunResult, Runner};
+use crate::image::build::{self, RunEvent, RunRequest, RunResult, Runner};
 use crate::image::commit::CommitOptions;
-use crate::image::ImageConfig;
+use crate::image::{ImageConfig, RemovedItem};
 use crate::runtime;
 
 use super::engine::{image_error, Engine, WaitCondition};
@@ -77,6 +77,46 @@ impl Runner for EngineRunner<'_> {
             log::warn!("removing build container {container_id}: {}", e.message);
         }
     }
+}
+
+/// After `rmi`: remove the untagged build steps the removed images were built on, down to
+/// the first one that is tagged, has other children or is used by a container (as docker
+/// does unless `noprune`).
+pub fn prune_parents(engine: &Arc<Engine>, removed: &[RemovedItem]) -> Vec<RemovedItem> {
+    let mut out = Vec::new();
+    let mut queue: Vec<String> = removed
+        .iter()
+        .filter_map(|r| match r {
+            RemovedItem::Deleted(d) => Some(d.clone()),
+            RemovedItem::Untagged(_) => None,
+        })
+        .collect();
+    while let Some(id) = queue.pop() {
+        let Some(parent) = build::take_parent(&engine.images, &id) else {
+            continue;
+        };
+        let Ok(image) = engine.images.resolve(&parent) else {
+            continue;
+        };
+        if !image.repo_tags.is_empty()
+            || !engine.image_users(&image.id).is_empty()
+            || build::has_children(&engine.images, &image.id)
+        {
+            continue;
+        }
+        match engine.images.remove(&image.id, false) {
+            Ok(items) => {
+                for item in items {
+                    if let RemovedItem::Deleted(d) = &item {
+                        queue.push(d.clone());
+                    }
+                    out.push(item);
+                }
+            }
+            Err(e) => log::warn!("removing build step image {}: {e}", image.id),
+        }
+    }
+    out
 }
 
 /// The container's effective config in the image config's shape (what `commit` keeps).

@@ -888,6 +888,26 @@ pub fn apply_parents(store: &ImageStore, list: &mut Vec<super::ImageSummary>, al
     }
 }
 
+/// The image a build step started from, forgetting that record (its child is being removed).
+pub fn take_parent(store: &ImageStore, id: &str) -> Option<String> {
+    let path = store.root().join(CACHE_DIR).join(PARENTS_DIR).join(hex_of(id));
+    let parent = fs::read_to_string(&path).ok()?;
+    let _ = fs::remove_file(&path);
+    Some(parent.trim().to_string())
+}
+
+/// Whether an existing image was built on top of `id`.
+pub fn has_children(store: &ImageStore, id: &str) -> bool {
+    let dir = store.root().join(CACHE_DIR).join(PARENTS_DIR);
+    let Ok(rd) = fs::read_dir(&dir) else { return false };
+    rd.flatten().any(|e| {
+        fs::read_to_string(e.path()).is_ok_and(|p| p.trim() == id)
+            && store
+                .resolve(&format!("sha256:{}", e.file_name().to_string_lossy()))
+                .is_ok()
+    })
+}
+
 fn unreachable_from(ins: &Instruction) -> Result<(), String> {
     Err(at(ins, "FROM inside a stage"))
 }
