@@ -592,7 +592,10 @@ fn copy_and_add_forms_stages_and_target() {
     // rmi takes the untagged build steps below the image with it, down to busybox.
     let removed = lab.ok(&["rmi", "second"]);
     assert_eq!(removed.matches("Deleted:").count(), 7, "{removed}");
-    assert_eq!(lab.ok(&["images", "-a", "--format", "{{.Repository}}"]), "busybox");
+    assert_eq!(
+        lab.ok(&["images", "-a", "--format", "{{.Repository}}"]),
+        "busybox"
+    );
     // A multi-file COPY needs a directory destination.
     let bad = context(
         &lab,

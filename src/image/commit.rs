@@ -1,7 +1,7 @@
 //! `commit` (a container's overlay upper dir becomes a layer on top of its image) and
 //! `export` (the container's whole filesystem, flattened, as one tar).
 
-use super::build::diff::{header_from, upper_to_tar};
+use super::build::diff::{header_from, open_nofollow, upper_to_tar};
 use super::build::rootfs::RootfsView;
 use super::config::{self, ConfigFile, History};
 use super::store::{hex_of, tag_name};
@@ -105,7 +105,7 @@ fn export_dir<W: Write>(
         } else if ft.is_file() {
             let mut h = header_from(&m, tar::EntryType::Regular);
             h.set_size(m.len());
-            b.append_data(&mut h, &rel, BufReader::new(File::open(&host)?))?;
+            b.append_data(&mut h, &rel, BufReader::new(open_nofollow(&host)?))?;
         } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
             let kind = if ft.is_fifo() {
                 tar::EntryType::Fifo

@@ -2,7 +2,7 @@
 //! Sources come from the build context (globs allowed), a heredoc, an earlier stage or an
 //! image (`--from`); ADD also unpacks local tar archives (plain or gzip).
 
-use super::diff::header_from;
+use super::diff::{header_from, open_nofollow};
 use super::dockerignore::glob_match;
 use super::rootfs::{components, RootfsView};
 use super::{at, shell_lex, temp_path, Builder, Stage, TempGuard};
@@ -52,7 +52,7 @@ fn has_glob(s: &str) -> bool {
 
 fn is_archive(path: &Path) -> bool {
     let mut head = [0u8; 512];
-    let Ok(mut f) = File::open(path) else {
+    let Ok(mut f) = open_nofollow(path) else {
         return false;
     };
     let mut n = 0;
@@ -127,6 +127,7 @@ pub(super) fn copy_step(b: &mut Builder<'_>, st: &mut Stage, ins: &Instruction) 
         Some(name) => Some(RootfsView::new(b.layers_of_named(name).map_err(|e| at(ins, e))?)),
         None => None,
     };
+    let ctx_view = RootfsView::new(vec![b.context.to_path_buf()]);
     for src in &args {
         if let Some(name) = src.strip_prefix("<<") {
             let name = name
@@ -187,11 +188,20 @@ pub(super) fn copy_step(b: &mut Builder<'_>, st: &mut Stage, ins: &Instruction) 
             }
             for m in matches {
                 let name = m.rsplit('/').next().unwrap_or(&m).to_string();
-                sources.push((name, Some(b.context.join(&m)), None));
+                let (_, host, _) = ctx_view.resolve(&m, true).ok_or_else(|| {
+                    at(
+                        ins,
+                        format!(
+                            "{} failed: {m}: a symlink that leads nowhere in the context",
+                            ins.keyword
+                        ),
+                    )
+                })?;
+                sources.push((name, Some(host), None));
             }
         } else {
-            let host = b.context.join(&clean);
-            if fs::symlink_metadata(&host).is_err() {
+            // Symlinks are followed inside the context only, never out to the host.
+            let Some((_, host, _)) = ctx_view.resolve(&clean, true) else {
                 return Err(at(
                     ins,
                     format!(
@@ -199,7 +209,7 @@ pub(super) fn copy_step(b: &mut Builder<'_>, st: &mut Stage, ins: &Instruction) 
                         ins.keyword
                     ),
                 ));
-            }
+            };
             let name = components(&clean).last().cloned().unwrap_or_default();
             sources.push((name, Some(host), None));
         }
@@ -226,12 +236,12 @@ pub(super) fn copy_step(b: &mut Builder<'_>, st: &mut Stage, ins: &Instruction) 
             continue;
         }
         let host = host.unwrap_or_default();
-        // The source itself is followed when it is a symlink (as docker does).
-        let meta = fs::metadata(&host).map_err(|e| at(ins, format!("{}: {e}", host.display())))?;
+        // Already resolved: a source that was a symlink is its (confined) target here.
+        let meta = fs::symlink_metadata(&host).map_err(|e| at(ins, format!("{}: {e}", host.display())))?;
         if meta.is_dir() {
             items.push(Item::Dir {
                 dest: dest.clone(),
-                meta: view.exists(&dest).then_some(()).map_or(Some(meta), |_| None),
+                meta: (!view.exists(&dest)).then_some(meta),
             });
             add_tree(&host, &dest, &mut items).map_err(|e| at(ins, e.to_string()))?;
         } else if is_add && from.is_none() && is_archive(&host) {
@@ -377,11 +387,11 @@ fn content_digest(items: &[Item], _owner: &Option<Owner>, _chmod: Option<u32>) -
             }
             Item::File { src, meta, .. } => {
                 h.update(format!("f{:o}:{}:", meta.mode(), meta.len()));
-                io::copy(&mut File::open(src)?, &mut h)?;
+                io::copy(&mut open_nofollow(src)?, &mut h)?;
             }
             Item::Archive { src, .. } => {
                 h.update("a");
-                io::copy(&mut File::open(src)?, &mut h)?;
+                io::copy(&mut open_nofollow(src)?, &mut h)?;
             }
             Item::Symlink { target, .. } => {
                 h.update(format!("l{}", target.display()));
@@ -457,7 +467,7 @@ fn write_tar(
                 }
                 own(&mut h, owner);
                 h.set_size(meta.len());
-                b.append_data(&mut h, dest, BufReader::new(File::open(src)?))?;
+                b.append_data(&mut h, dest, BufReader::new(open_nofollow(src)?))?;
             }
             Item::Symlink { dest, target, meta } => {
                 let mut h = header_from(meta, tar::EntryType::Symlink);
@@ -474,9 +484,9 @@ fn write_tar(
                 b.append_data(&mut h, dest, &data[..])?;
             }
             Item::Archive { dest, src } => {
-                let f = BufReader::new(File::open(src)?);
+                let f = BufReader::new(open_nofollow(src)?);
                 let mut gz_check = [0u8; 2];
-                File::open(src)?.read_exact(&mut gz_check).ok();
+                open_nofollow(src)?.read_exact(&mut gz_check).ok();
                 let input: Box<dyn Read> = if gz_check == [0x1f, 0x8b] {
                     Box::new(flate2::read::MultiGzDecoder::new(f))
                 } else {

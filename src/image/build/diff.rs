@@ -20,6 +20,18 @@ fn at(path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
+/// Open a file for reading without following a symlink in its last component: the trees the
+/// builder reads (upper dirs, layers, the context) belong to containers and users, and a
+/// file swapped for a symlink must not make the daemon read a host file.
+pub fn open_nofollow(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| at(path, e))
+}
+
 /// A tar header carrying the metadata of `m` (owner, mode, mtime).
 pub fn header_from(m: &Metadata, kind: tar::EntryType) -> tar::Header {
     let mut h = tar::Header::new_gnu();
@@ -102,7 +114,7 @@ fn walk<W: Write>(
             }
             let mut h = header_from(&m, tar::EntryType::Regular);
             h.set_size(m.len());
-            let f = File::open(&path).map_err(|e| at(&path, e))?;
+            let f = open_nofollow(&path)?;
             b.append_data(&mut h, &entry, f)?;
         } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
             let kind = if ft.is_fifo() {

@@ -141,7 +141,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, LineError> {
                 }
             }
         }
-        let mut ins = instruction(start + 1, &logical, escape)?;
+        let mut ins = instruction(start + 1, &logical)?;
         if matches!(ins.keyword.as_str(), "RUN" | "COPY" | "ADD") {
             for (name, strip, expand) in heredoc_markers(&ins.rest) {
                 let mut content = String::new();
@@ -217,7 +217,7 @@ fn continued(line: &str, escape: char) -> Option<&str> {
     t.strip_suffix(escape)
 }
 
-fn instruction(line: usize, logical: &str, escape: char) -> Result<Instruction, LineError> {
+fn instruction(line: usize, logical: &str) -> Result<Instruction, LineError> {
     let text = logical.trim();
     let (word, mut rest) = match text.find(char::is_whitespace) {
         Some(p) => (&text[..p], text[p..].trim_start()),
@@ -246,7 +246,6 @@ fn instruction(line: usize, logical: &str, escape: char) -> Result<Instruction, 
     } else {
         None
     };
-    let _ = escape;
     Ok(Instruction {
         line,
         keyword,

@@ -381,13 +381,12 @@ impl Builder<'_> {
             " ---> {}\n",
             image_id.as_deref().map(short_id).unwrap_or("")
         ));
-        let cmd_set = false;
         Ok(Stage {
             name,
             image_id,
             config,
             args: BTreeMap::new(),
-            cmd_set,
+            cmd_set: false,
         })
     }
 
@@ -605,7 +604,7 @@ impl Builder<'_> {
                 })
             }
             "HEALTHCHECK" => {
-                let hc = healthcheck(ins, &shell_of(st)).map_err(|e| at(ins, e))?;
+                let hc = healthcheck(ins).map_err(|e| at(ins, e))?;
                 self.metadata(st, &format!("HEALTHCHECK {hc}"), |c| {
                     c.healthcheck = Some(hc.clone());
                     Ok(())
@@ -626,7 +625,8 @@ impl Builder<'_> {
                     Ok(())
                 })
             }
-            "FROM" => unreachable_from(ins),
+            // Stages are split at FROM before steps run.
+            "FROM" => Err(at(ins, "FROM inside a stage")),
             other => Err(at(ins, format!("unknown instruction: {other}"))),
         };
         r.map_err(|e| {
@@ -908,10 +908,6 @@ pub fn has_children(store: &ImageStore, id: &str) -> bool {
     })
 }
 
-fn unreachable_from(ins: &Instruction) -> Result<(), String> {
-    Err(at(ins, "FROM inside a stage"))
-}
-
 /// The stage name of a FROM line (`FROM x AS name`), without variable expansion.
 fn stage_name(ins: &Instruction) -> Option<String> {
     let w: Vec<&str> = ins.rest.split_whitespace().collect();
@@ -1050,7 +1046,7 @@ fn go_duration(s: &str) -> Result<i64, String> {
 }
 
 /// The HEALTHCHECK config value: `NONE`, or flags then `CMD …`.
-fn healthcheck(ins: &Instruction, shell: &[String]) -> Result<Value, String> {
+fn healthcheck(ins: &Instruction) -> Result<Value, String> {
     let rest = ins.rest.trim();
     if rest.eq_ignore_ascii_case("NONE") {
         return Ok(serde_json::json!({ "Test": ["NONE"] }));
@@ -1065,10 +1061,7 @@ fn healthcheck(ins: &Instruction, shell: &[String]) -> Result<Value, String> {
     }
     let test: Vec<String> = match dockerfile::exec_form(cmd) {
         Some(v) => std::iter::once("CMD".to_string()).chain(v).collect(),
-        None => {
-            let _ = shell;
-            vec!["CMD-SHELL".to_string(), cmd.to_string()]
-        }
+        None => vec!["CMD-SHELL".to_string(), cmd.to_string()],
     };
     let mut v = serde_json::json!({ "Test": test });
     for (flag, field) in [
@@ -1117,17 +1110,16 @@ mod tests {
     #[test]
     fn healthcheck_forms() {
         let df = dockerfile::parse("HEALTHCHECK --interval=5s --retries=3 CMD wget -q localhost\nHEALTHCHECK NONE\nHEALTHCHECK CMD [\"true\"]\n").unwrap();
-        let sh = vec!["/bin/sh".to_string(), "-c".to_string()];
-        let v = healthcheck(&df.instructions[0], &sh).unwrap();
+        let v = healthcheck(&df.instructions[0]).unwrap();
         assert_eq!(v["Test"], serde_json::json!(["CMD-SHELL", "wget -q localhost"]));
         assert_eq!(v["Interval"], 5_000_000_000i64);
         assert_eq!(v["Retries"], 3);
         assert_eq!(
-            healthcheck(&df.instructions[1], &sh).unwrap()["Test"],
+            healthcheck(&df.instructions[1]).unwrap()["Test"],
             serde_json::json!(["NONE"])
         );
         assert_eq!(
-            healthcheck(&df.instructions[2], &sh).unwrap()["Test"],
+            healthcheck(&df.instructions[2]).unwrap()["Test"],
             serde_json::json!(["CMD", "true"])
         );
     }

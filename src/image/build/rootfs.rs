@@ -162,3 +162,31 @@ impl RootfsView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn symlinks_resolve_inside_the_root_only() {
+        let root = std::env::temp_dir().join(format!("shoal-rootfs-view-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("usr/bin")).unwrap();
+        fs::write(root.join("usr/bin/tool"), "t").unwrap();
+        symlink("usr/bin", root.join("bin")).unwrap();
+        symlink("/etc/passwd", root.join("escape")).unwrap();
+        symlink("../../../../etc/passwd", root.join("usr/climb")).unwrap();
+        symlink("loop", root.join("loop")).unwrap();
+        let view = RootfsView::new(vec![root.clone()]);
+        let (comps, host, _) = view.resolve("/bin/tool", true).unwrap();
+        assert_eq!(comps, ["usr", "bin", "tool"]);
+        assert_eq!(host, root.join("usr/bin/tool"));
+        assert!(view.resolve("escape", true).is_none());
+        assert!(view.resolve("usr/climb", true).is_none());
+        assert!(view.resolve("loop", true).is_none());
+        assert!(view.resolve("escape", false).is_some());
+        assert!(view.is_dir("bin"));
+        fs::remove_dir_all(&root).unwrap();
+    }
+}
