@@ -323,6 +323,17 @@ fn dockerignore_is_honoured() {
             "/ctx/sub/code.txt"
         ]
     );
+    // -f: a Dockerfile from outside the context, or from stdin.
+    let outside = lab.dir.join("other.Dockerfile");
+    fs::write(&outside, "FROM busybox\nCOPY app.txt /\nCMD [\"cat\", \"/app.txt\"]\n").unwrap();
+    build_ok(&lab, &dir, &["-f", outside.to_str().unwrap(), "-t", "outside"]);
+    assert_eq!(lab.ok(&["run", "--rm", "outside"]), "app");
+    let out = lab.shoal_stdin(
+        &["build", "-f", "-", "-t", "stdin", dir.to_str().unwrap()],
+        b"FROM busybox\nCMD [\"echo\", \"from stdin\"]\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lab.ok(&["run", "--rm", "stdin"]), "from stdin");
 }
 
 #[test]

@@ -252,3 +252,122 @@ pub fn export(client: &Client, container: &str, output: Option<&str>) -> Res {
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::args::{parse, Action};
+
+    fn action(words: &[&str]) -> Action {
+        let w: Vec<String> = words.iter().map(|s| s.to_string()).collect();
+        parse(&w, &|_| None)
+            .unwrap_or_else(|e| panic!("{words:?}: {}", e.message))
+            .action
+    }
+
+    #[test]
+    fn verbs_parse_like_docker() {
+        match action(&[
+            "build",
+            "-t",
+            "a:1",
+            "--tag=b",
+            "-f",
+            "x/Dockerfile",
+            "--build-arg",
+            "K=v",
+            "--target",
+            "t",
+            "--no-cache",
+            "-q",
+            ".",
+        ]) {
+            Action::Build(b) => {
+                assert_eq!(b.context, ".");
+                assert_eq!(b.tags, ["a:1", "b"]);
+                assert_eq!(b.file.as_deref(), Some("x/Dockerfile"));
+                assert_eq!(b.build_args, ["K=v"]);
+                assert_eq!(b.target.as_deref(), Some("t"));
+                assert!(b.no_cache && b.quiet);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(action(&["image", "build", "ctx"]), Action::Build(_)));
+        assert_eq!(
+            action(&[
+                "commit",
+                "-m",
+                "msg",
+                "-c",
+                "CMD [\"sh\"]",
+                "--change",
+                "ENV A=1",
+                "c1",
+                "r:t"
+            ]),
+            Action::Commit {
+                container: "c1".into(),
+                reference: Some("r:t".into()),
+                message: Some("msg".into()),
+                author: None,
+                changes: vec!["CMD [\"sh\"]".into(), "ENV A=1".into()],
+            }
+        );
+        assert_eq!(
+            action(&["container", "export", "-o", "f.tar", "c1"]),
+            Action::Export {
+                container: "c1".into(),
+                output: Some("f.tar".into())
+            }
+        );
+        let w: Vec<String> = ["build"].iter().map(|s| s.to_string()).collect();
+        assert!(parse(&w, &|_| None).is_err());
+    }
+
+    #[test]
+    fn context_tar_leaves_out_ignored_files() {
+        let dir = std::env::temp_dir().join(format!("shoal-ctx-tar-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        for (p, c) in [
+            ("Dockerfile", "FROM x"),
+            (
+                ".dockerignore",
+                "*.log\nDockerfile\nnode_modules\n!node_modules/keep\n",
+            ),
+            ("a.log", "l"),
+            ("src/main.c", "c"),
+            ("node_modules/dep/index.js", "d"),
+            ("node_modules/keep", "k"),
+        ] {
+            let path = dir.join(p);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, c).unwrap();
+        }
+        let tar = context_tar(&dir, "Dockerfile", Some((".dockerfile.stdin", b"FROM y"))).unwrap();
+        let mut names: Vec<String> = tar::Archive::new(&tar[..])
+            .entries()
+            .unwrap()
+            .map(|e| {
+                e.unwrap()
+                    .path()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_end_matches('/')
+                    .to_string()
+            })
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                ".dockerfile.stdin",
+                ".dockerignore",
+                "Dockerfile",
+                "node_modules/keep",
+                "src",
+                "src/main.c"
+            ]
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

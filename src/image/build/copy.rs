@@ -277,7 +277,7 @@ pub(super) fn copy_step(b: &mut Builder<'_>, st: &mut Stage, ins: &Instruction) 
         Some(f) => format!("--from={f} {}", args.join(" ")),
         None => args.join(" "),
     };
-    let created_by = format!("#(nop) {} {srcs_shown} in /{dest} ", ins.keyword);
+    let created_by = format!("/bin/sh -c #(nop) {} {srcs_shown} in /{dest} ", ins.keyword);
     let extra = format!(
         "{digest} chown={:?} chmod={chmod:?}",
         owner.as_ref().map(|o| (o.uid, o.gid))

@@ -687,7 +687,7 @@ impl Builder<'_> {
         cfg.created = Some(now.clone());
         cfg.history.push(History {
             created: Some(now),
-            created_by: Some(format!("/bin/sh -c {created_by}")),
+            created_by: Some(created_by),
             empty_layer: layer.is_none(),
             ..Default::default()
         });
@@ -717,7 +717,7 @@ impl Builder<'_> {
         text: &str,
         change: impl FnOnce(&mut ImageConfig) -> Result<(), String>,
     ) -> Result<(), String> {
-        let created_by = format!("#(nop) {text}");
+        let created_by = format!("/bin/sh -c #(nop) {text}");
         let key = self.cache_key(st, &created_by, "");
         if self.try_cache(st, &key) {
             return Ok(());
