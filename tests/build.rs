@@ -203,7 +203,19 @@ fn seed_dockerfiles_build_and_run_on_local_base_images() {
             ("index.html", "<h1>hello shoal</h1>\n", 0o644),
         ],
     );
-    build_ok(&lab, &web, &["-t", "nginx-with-html"]);
+    build_ok(
+        &lab,
+        &web,
+        &["-t", "nginx-with-html", "--label", "org.example.built-by=shoal"],
+    );
+    let labels = lab.ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Labels}}",
+        "nginx-with-html",
+    ]);
+    assert_eq!(labels, r#"{"org.example.built-by":"shoal"}"#);
     assert_eq!(
         lab.ok(&[
             "run",
@@ -262,6 +274,14 @@ fn errors_point_at_the_dockerfile_line() {
         ("FROM busybox\nCOPY missing.txt /\n", "Dockerfile:2: "),
         ("FROM nosuchimage\n", "Dockerfile:1: "),
         ("FROM busybox\nENV A=${B:?must be set}\n", "Dockerfile:2: "),
+        (
+            "FROM busybox\n\nRUN --mount=type=cache,target=/x true\n",
+            "Dockerfile:3: RUN --mount is not supported",
+        ),
+        (
+            "FROM busybox\nCOPY --frm=x a b\n",
+            "Dockerfile:2: unknown flag: --frm",
+        ),
     ];
     for (n, (dockerfile, want)) in cases.iter().enumerate() {
         let dir = context(&lab, &format!("ctx{n}"), &[("Dockerfile", dockerfile, 0o644)]);
@@ -325,7 +345,11 @@ fn dockerignore_is_honoured() {
     );
     // -f: a Dockerfile from outside the context, or from stdin.
     let outside = lab.dir.join("other.Dockerfile");
-    fs::write(&outside, "FROM busybox\nCOPY app.txt /\nCMD [\"cat\", \"/app.txt\"]\n").unwrap();
+    fs::write(
+        &outside,
+        "FROM busybox\nCOPY app.txt /\nCMD [\"cat\", \"/app.txt\"]\n",
+    )
+    .unwrap();
     build_ok(&lab, &dir, &["-f", outside.to_str().unwrap(), "-t", "outside"]);
     assert_eq!(lab.ok(&["run", "--rm", "outside"]), "app");
     let out = lab.shoal_stdin(
@@ -380,6 +404,17 @@ fn run_changes_become_layers_with_whiteouts() {
     );
     build_ok(&lab, &nets, &["--network", "none", "-t", "isolated"]);
     assert_eq!(lab.ok(&["run", "--rm", "isolated", "cat", "/nets"]), "lo");
+    let per_step = context(
+        &lab,
+        "per-step",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --network=none tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' > /nets\n",
+            0o644,
+        )],
+    );
+    build_ok(&lab, &per_step, &["-t", "per-step"]);
+    assert_eq!(lab.ok(&["run", "--rm", "per-step", "cat", "/nets"]), "lo");
     build_ok(&lab, &nets, &["--no-cache", "-t", "bridged"]);
     assert_eq!(lab.ok(&["run", "--rm", "bridged", "cat", "/nets"]), "eth0\nlo");
 }

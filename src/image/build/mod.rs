@@ -333,6 +333,10 @@ impl Builder<'_> {
     fn from(&mut self, ins: &Instruction) -> Result<Stage, String> {
         let globals = self.global_args.clone();
         let lookup = move |k: &str| globals.get(k).cloned().flatten();
+        // `--platform` is accepted and ignored: a board builds for its own platform.
+        if let Some((k, _)) = ins.flags.iter().find(|(k, _)| k != "platform") {
+            return Err(at(ins, format!("FROM --{k} is not supported")));
+        }
         let words = shell_lex::words(&ins.rest, self.escape, &lookup).map_err(|e| at(ins, e))?;
         let (base, name) = match words.as_slice() {
             [b] => (b.clone(), None),
@@ -747,6 +751,19 @@ impl Builder<'_> {
     }
 
     fn run_step(&mut self, st: &mut Stage, ins: &Instruction) -> Result<(), String> {
+        let mut network = self.opts.network.clone();
+        for (k, v) in &ins.flags {
+            match (k.as_str(), v.as_str()) {
+                ("network", n @ ("default" | "none" | "host")) => network = n.to_string(),
+                ("network", other) => {
+                    return Err(at(
+                        ins,
+                        format!("RUN --network={other}: use default, none or host"),
+                    ))
+                }
+                (other, _) => return Err(at(ins, format!("RUN --{other} is not supported by this builder"))),
+            }
+        }
         let argv = match (&ins.json, ins.heredocs.as_slice()) {
             (Some(v), _) => v.clone(),
             (None, [only])
@@ -819,7 +836,7 @@ impl Builder<'_> {
             env: full_env,
             working_dir: cfg.working_dir.clone().unwrap_or_default(),
             user: cfg.user.clone().unwrap_or_default(),
-            network: self.opts.network.clone(),
+            network,
         };
         let mut started: Option<String> = None;
         let out = &mut self.out;
