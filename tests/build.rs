@@ -343,6 +343,36 @@ fn dockerignore_is_honoured() {
             "/ctx/sub/code.txt"
         ]
     );
+    // The daemon applies .dockerignore itself too, for clients that send everything.
+    let raw = lab.dir.join("raw-context.tar");
+    let st = Command::new("tar")
+        .arg("-cf")
+        .arg(&raw)
+        .arg("-C")
+        .arg(&dir)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let posted = Command::new("curl")
+        .args(["-sf", "--unix-socket"])
+        .arg(&lab.sock)
+        .args(["-H", "Content-Type: application/x-tar", "--data-binary"])
+        .arg(format!("@{}", raw.display()))
+        .arg("http://shoal/v1.45/build?t=raw-ignored&t=raw-second")
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&posted.stdout);
+    assert!(
+        posted.status.success() && body.contains(r#""aux":{"ID":"sha256:"#),
+        "{body}"
+    );
+    assert!(body.contains("Successfully tagged raw-second:latest"), "{body}");
+    let out = lab.ok(&["run", "--rm", "raw-ignored"]);
+    let mut raw_files: Vec<&str> = out.lines().collect();
+    raw_files.sort();
+    assert_eq!(raw_files, files);
+
     // -f: a Dockerfile from outside the context, or from stdin.
     let outside = lab.dir.join("other.Dockerfile");
     fs::write(

@@ -150,6 +150,10 @@ fn prune(root: &Path, rel: &str, m: &dockerignore::Matcher, keep: &[String]) -> 
                 fs::remove_dir_all(e.path())?;
             } else {
                 prune(root, &r, m, keep)?;
+                if m.excluded(&r) {
+                    // Kept only if an exception re-included something inside.
+                    let _ = fs::remove_dir(e.path());
+                }
             }
         } else if m.excluded(&r) {
             fs::remove_file(e.path())?;
