@@ -1141,6 +1141,25 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn instruction_arguments_never_panic(s in "\\PC{0,60}") {
+            let _ = expose_keys(&s);
+            let _ = go_duration(&s);
+            if let Ok(df) = dockerfile::parse(&format!("HEALTHCHECK {s}\nENV {s}\nARG {s}")) {
+                let env = |_: &str| None;
+                let word = |x: &str| shell_lex::word(x, '\\', &env);
+                for ins in &df.instructions {
+                    let _ = healthcheck(ins);
+                    let _ = parse_args(ins, '\\', &env);
+                    if let Ok(ws) = shell_lex::words(&ins.rest, '\\', &env) {
+                        let _ = key_values(ins, &ws, &word, "ENV");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn env_pairs_and_legacy_form() {
         let df = dockerfile::parse("ENV A=1 B=\"two words\"\nENV C three words\nENV =x\n").unwrap();
