@@ -499,6 +499,18 @@ fn docker_cli_legacy_builder_works() {
     assert!(text.contains("Successfully tagged viadocker:2"), "{text}");
     assert_eq!(lab.ok(&["run", "--rm", "viadocker:1"]), "from docker build\nv7");
     assert_eq!(image_id(&lab, "viadocker:1"), image_id(&lab, "viadocker:2"));
+    // -q prints only the image ID (a fully cached rebuild here).
+    let quiet = run_with_input(
+        Command::new("docker")
+            .arg("-H")
+            .arg(lab.host())
+            .args(["build", "-q", "--build-arg", "V=7"])
+            .arg(&dir)
+            .env("DOCKER_BUILDKIT", "0")
+            .env("DOCKER_CONFIG", lab.dir.join("docker-config")),
+        b"",
+    );
+    assert_eq!(stdout(&quiet), image_id(&lab, "viadocker:1"), "{}", stderr(&quiet));
     // The legacy builder's error stream reaches docker's exit status.
     let bad = context(&lab, "bad", &[("Dockerfile", "FROM busybox\nRUN false\n", 0o644)]);
     let out = run_with_input(
