@@ -510,7 +510,12 @@ fn docker_cli_legacy_builder_works() {
             .env("DOCKER_CONFIG", lab.dir.join("docker-config")),
         b"",
     );
-    assert_eq!(stdout(&quiet), image_id(&lab, "viadocker:1"), "{}", stderr(&quiet));
+    assert_eq!(
+        stdout(&quiet),
+        image_id(&lab, "viadocker:1"),
+        "{}",
+        stderr(&quiet)
+    );
     // The legacy builder's error stream reaches docker's exit status.
     let bad = context(&lab, "bad", &[("Dockerfile", "FROM busybox\nRUN false\n", 0o644)]);
     let out = run_with_input(

@@ -52,15 +52,18 @@ impl RootfsView {
             for (i, c) in comps.iter().enumerate() {
                 p.push(c);
                 match fs::symlink_metadata(&p) {
+                    // Not in this layer: look in the ones below.
+                    Err(_) => continue 'layers,
                     Ok(m) if is_whiteout(&m) => return None,
                     Ok(m) if i + 1 == comps.len() => return Some((p, m)),
-                    Ok(m) if m.is_dir() => {
-                        if is_opaque(&p) && !p.join(&comps[i + 1]).exists() {
-                            let rest = p.join(comps[i + 1..].join("/"));
-                            return fs::symlink_metadata(&rest).ok().map(|m| (rest, m));
+                    // A non-directory here hides whatever lower layers hold below that name.
+                    Ok(m) if !m.is_dir() => return None,
+                    Ok(_) => {
+                        let next_here = fs::symlink_metadata(p.join(&comps[i + 1])).is_ok();
+                        if !next_here && is_opaque(&p) {
+                            return None;
                         }
                     }
-                    _ => continue 'layers,
                 }
             }
             if comps.is_empty() {
@@ -187,6 +190,29 @@ mod tests {
         assert!(view.resolve("loop", true).is_none());
         assert!(view.resolve("escape", false).is_some());
         assert!(view.is_dir("bin"));
+
+        // An upper layer's file, whiteout or opaque directory hides the lower layer's entries.
+        let upper = root.with_extension("upper");
+        let _ = fs::remove_dir_all(&upper);
+        fs::create_dir_all(upper.join("opaque")).unwrap();
+        fs::create_dir_all(root.join("opaque")).unwrap();
+        fs::write(root.join("opaque/old"), "o").unwrap();
+        fs::write(upper.join("usr"), "now a file").unwrap();
+        let opaque = rustix::fs::lsetxattr(
+            upper.join("opaque"),
+            OPAQUE_XATTR,
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        );
+        let layered = RootfsView::new(vec![upper.clone(), root.clone()]);
+        assert!(layered.resolve("usr/bin/tool", true).is_none());
+        assert!(layered.resolve("usr", false).unwrap().2.is_file());
+        if opaque.is_ok() {
+            // trusted.* xattrs need CAP_SYS_ADMIN; the integration tests cover it as root.
+            assert!(layered.resolve("opaque/old", false).is_none());
+            assert!(layered.read_dir(&["opaque".to_string()]).is_empty());
+        }
+        fs::remove_dir_all(&upper).unwrap();
         fs::remove_dir_all(&root).unwrap();
     }
 }
