@@ -198,7 +198,12 @@ pub fn commit(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
 
 /// `GET /containers/{id}/export`.
 pub fn export(engine: &Arc<Engine>, req: &mut ApiRequest, id: &str) -> ApiResult<()> {
-    engine.get(id)?;
+    // Errors that can be seen before the tar starts get a proper status.
+    let image_id = engine.get(id)?.lock().rec.image_id.clone();
+    engine
+        .images
+        .resolve(&image_id)
+        .map_err(crate::daemon::engine::image_error)?;
     let mut w = req.stream("application/x-tar")?;
     if let Err(e) = engine_build::export(engine, id, &mut w) {
         log::warn!("export of {id}: {}", e.message);

@@ -7,6 +7,8 @@
 //! layers/<diff id hex>/fs     the layer unpacked once, shared by every image using it
 //! layers/<diff id hex>/…      layer.json (sizes), tar-split.gz (to rebuild the exact tar)
 //! repositories.json           tag → image ID
+//! build-cache/<key>           image ID a build step produced (see `build`)
+//! build-cache/parents/<id>    image ID a build step started from
 //! tmp/                        work in progress; emptied by `ImageStore::open`
 //! ```
 //!
