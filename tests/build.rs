@@ -689,6 +689,14 @@ fn copy_and_add_forms_stages_and_target() {
         lab.ok(&["images", "-a", "--format", "{{.Repository}}"]),
         "busybox"
     );
+    // Their cache entries went with them.
+    let cache = lab.root.join("image/build-cache");
+    let entries: Vec<_> = fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    assert!(entries.is_empty(), "{entries:?}");
     // A multi-file COPY needs a directory destination.
     let bad = context(
         &lab,

@@ -116,6 +116,15 @@ pub fn prune_parents(engine: &Arc<Engine>, removed: &[RemovedItem]) -> Vec<Remov
             Err(e) => log::warn!("removing build step image {}: {e}", image.id),
         }
     }
+    let gone: Vec<String> = removed
+        .iter()
+        .chain(&out)
+        .filter_map(|r| match r {
+            RemovedItem::Deleted(d) => Some(d.clone()),
+            RemovedItem::Untagged(_) => None,
+        })
+        .collect();
+    build::forget(&engine.images, &gone);
     out
 }
 

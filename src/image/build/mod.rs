@@ -915,6 +915,22 @@ pub fn take_parent(store: &ImageStore, id: &str) -> Option<String> {
     Some(parent.trim().to_string())
 }
 
+/// Drop the cache entries naming removed images (a later build would miss on them anyway).
+pub fn forget(store: &ImageStore, removed: &[String]) {
+    if removed.is_empty() {
+        return;
+    }
+    let dir = store.root().join(CACHE_DIR);
+    let Ok(rd) = fs::read_dir(&dir) else { return };
+    for e in rd.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_file())
+            && fs::read_to_string(e.path()).is_ok_and(|id| removed.iter().any(|r| r == id.trim()))
+        {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Whether an existing image was built on top of `id`.
 pub fn has_children(store: &ImageStore, id: &str) -> bool {
     let dir = store.root().join(CACHE_DIR).join(PARENTS_DIR);
