@@ -388,6 +388,19 @@ fn dockerignore_is_honoured() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(lab.ok(&["run", "--rm", "stdin"]), "from stdin");
+    // `build -`: a Dockerfile alone, or a whole context tar, on stdin.
+    let out = lab.shoal_stdin(
+        &["build", "-t", "bare", "-"],
+        b"FROM busybox\nCMD [\"echo\", \"bare\"]\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lab.ok(&["run", "--rm", "bare"]), "bare");
+    let out = lab.shoal_stdin(&["build", "-t", "from-tar", "-"], &fs::read(&raw).unwrap());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        lab.ok(&["run", "--rm", "from-tar"]),
+        lab.ok(&["run", "--rm", "raw-ignored"])
+    );
 }
 
 #[test]

@@ -90,7 +90,28 @@ fn add_dir(
     Ok(())
 }
 
+/// `build -`: stdin is either a context tar (plain or gzip), or a Dockerfile with no context.
+fn stdin_context() -> io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    io::stdin().read_to_end(&mut data)?;
+    let is_tar = data.starts_with(&[0x1f, 0x8b]) || data.get(257..262) == Some(b"ustar".as_slice());
+    if is_tar {
+        return Ok(data);
+    }
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(data.len() as u64);
+    b.append_data(&mut h, "Dockerfile", &data[..])?;
+    b.into_inner()
+}
+
 pub fn build(client: &Client, spec: &BuildSpec) -> Res {
+    if spec.context == "-" {
+        let tar = stdin_context()?;
+        let dockerfile = spec.file.clone().unwrap_or_else(|| "Dockerfile".to_string());
+        return send(client, spec, &tar, dockerfile);
+    }
     let dir = PathBuf::from(&spec.context);
     if !dir.is_dir() {
         return Err(fail(format!(
@@ -129,6 +150,11 @@ pub fn build(client: &Client, spec: &BuildSpec) -> Res {
         extra.as_ref().map(|(n, d)| (n.as_str(), d.as_slice())),
     )
     .map_err(|e| fail(format!("error checking context: {e}")))?;
+    send(client, spec, &tar, dockerfile_rel)
+}
+
+/// POST the context and print the progress as it streams; an `error` message fails the verb.
+fn send(client: &Client, spec: &BuildSpec, tar: &[u8], dockerfile_rel: String) -> Res {
     let mut args = serde_json::Map::new();
     for a in &spec.build_args {
         match a.split_once('=') {
@@ -169,7 +195,7 @@ pub fn build(client: &Client, spec: &BuildSpec) -> Res {
     }
     q.push(("rm", "1".into()));
     let path = format!("/build{}", query(&q));
-    let resp = client.stream("POST", &path, Body::Bytes(&tar, "application/x-tar"))?;
+    let resp = client.stream("POST", &path, Body::Bytes(tar, "application/x-tar"))?;
     let mut reader = io::BufReader::new(resp.body);
     let mut stdout = io::stdout().lock();
     let mut line = String::new();
