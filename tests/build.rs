@@ -726,3 +726,38 @@ fn copy_and_add_forms_stages_and_target() {
         "{err}"
     );
 }
+
+#[test]
+fn a_build_whose_client_goes_away_stops() {
+    use std::io::{BufRead, BufReader};
+    let lab = Lab::new("build-cancel");
+    let dir = context(
+        &lab,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN while true; do echo tick; sleep 0.2; done\nRUN echo never\n",
+            0o644,
+        )],
+    );
+    let mut child = Command::new(harness::BIN)
+        .arg("-H")
+        .arg(lab.host())
+        .arg("build")
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap() == "tick"), "the RUN step never printed");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(lines);
+    // The RUN container is stopped and removed, and no image comes of it.
+    assert!(
+        harness::eventually(20, || lab.ok(&["ps", "-aq"]).is_empty()),
+        "build container still there: {}",
+        lab.ok(&["ps", "-a"])
+    );
+    assert_eq!(lab.ok(&["images", "-aq"]).lines().count(), 1);
+}

@@ -59,15 +59,10 @@ pub fn build(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
     unpack_context(&mut *req, &ctx, &opts.dockerfile)
         .map_err(|e| ApiError::bad_request(format!("reading the build context: {e}")))?;
     let mut w = req.stream("application/json")?;
-    let mut send = |v: serde_json::Value| {
-        let _ = w.write_all(format!("{v}\n").as_bytes());
-    };
+    // False once the client is gone (a write fails), which cancels the build.
+    let mut send = |v: serde_json::Value| w.write_all(format!("{v}\n").as_bytes()).is_ok();
     let result = {
-        let mut out = |text: &str| {
-            if !quiet {
-                send(json!({ "stream": text }));
-            }
-        };
+        let mut out = |text: &str| quiet || send(json!({ "stream": text }));
         build::build(&engine.images, &EngineRunner(engine), &ctx, &opts, &mut out)
     };
     match result {
@@ -88,7 +83,9 @@ pub fn build(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
                 }
             }
         }
-        Err(e) => send(json!({ "errorDetail": { "message": e }, "error": e })),
+        Err(e) => {
+            send(json!({ "errorDetail": { "message": e }, "error": e }));
+        }
     }
     Ok(())
 }

@@ -17,7 +17,11 @@ use super::engine::{image_error, Engine, WaitCondition};
 pub struct EngineRunner<'a>(pub &'a Arc<Engine>);
 
 impl Runner for EngineRunner<'_> {
-    fn run(&self, req: &RunRequest, events: &mut dyn FnMut(RunEvent<'_>)) -> Result<RunResult, String> {
+    fn run(
+        &self,
+        req: &RunRequest,
+        events: &mut dyn FnMut(RunEvent<'_>) -> bool,
+    ) -> Result<RunResult, String> {
         let engine = self.0;
         let config = ContainerConfig {
             image: req.image_id.clone(),
@@ -42,7 +46,7 @@ impl Runner for EngineRunner<'_> {
             ..Default::default()
         };
         let (id, _) = engine.create(None, create).map_err(|e| e.message)?;
-        events(RunEvent::Started(&id));
+        let mut listening = events(RunEvent::Started(&id));
         let entry = engine.get(&id).map_err(|e| e.message)?;
         let mut follow = runtime::logs::Follow::from_end(&entry.dir);
         let upper = entry.dir.join("upper");
@@ -53,7 +57,13 @@ impl Runner for EngineRunner<'_> {
                 !s.rec.state.status.is_active()
             });
             for line in follow.poll_new().unwrap_or_default() {
-                events(RunEvent::Output(&line.line));
+                if listening && !events(RunEvent::Output(&line.line)) {
+                    listening = false;
+                    // Nobody waits for this build any more: stop its work.
+                    if let Err(e) = engine.kill(&id, "KILL") {
+                        log::warn!("stopping build container {id}: {}", e.message);
+                    }
+                }
             }
             if done {
                 break;
@@ -63,7 +73,7 @@ impl Runner for EngineRunner<'_> {
             .wait(&id, WaitCondition::NotRunning)
             .map_err(|e| e.message)?;
         if !error.is_empty() && exit_code != 0 {
-            events(RunEvent::Output(format!("{error}\n").as_bytes()));
+            let _ = events(RunEvent::Output(format!("{error}\n").as_bytes()));
         }
         Ok(RunResult {
             container_id: id.clone(),

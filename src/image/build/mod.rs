@@ -92,7 +92,13 @@ pub struct RunResult {
 
 /// Runs RUN steps in containers (the daemon's engine).
 pub trait Runner {
-    fn run(&self, req: &RunRequest, events: &mut dyn FnMut(RunEvent<'_>)) -> Result<RunResult, String>;
+    /// `events` answers false once nobody listens any more (the client went away): the
+    /// runner then stops the container.
+    fn run(
+        &self,
+        req: &RunRequest,
+        events: &mut dyn FnMut(RunEvent<'_>) -> bool,
+    ) -> Result<RunResult, String>;
     fn remove(&self, container_id: &str);
 }
 
@@ -138,13 +144,14 @@ impl Stage {
 }
 
 /// Build the Dockerfile of the context directory `context`. `out` receives the progress text
-/// (docker's "Step 1/5 : …" lines). Returns the image ID (`sha256:…`).
+/// (docker's "Step 1/5 : …" lines) and answers false once nobody reads it; the build then
+/// stops before its next step. Returns the image ID (`sha256:…`).
 pub fn build(
     store: &ImageStore,
     runner: &dyn Runner,
     context: &Path,
     opts: &BuildOptions,
-    out: &mut dyn FnMut(&str),
+    out: &mut dyn FnMut(&str) -> bool,
 ) -> Result<String, String> {
     let name = if opts.dockerfile.is_empty() {
         "Dockerfile"
@@ -167,6 +174,7 @@ pub fn build(
         context,
         opts,
         out,
+        cancelled: false,
         escape: df.escape,
         global_args: BTreeMap::new(),
         used_args: BTreeSet::new(),
@@ -180,7 +188,7 @@ pub fn build(
         .collect();
     if !unused.is_empty() {
         let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
-        (b.out)(&format!(
+        b.say(&format!(
             "[Warning] One or more build-args [{}] were not consumed\n",
             names.join(" ")
         ));
@@ -196,7 +204,9 @@ struct Builder<'a> {
     runner: &'a dyn Runner,
     context: &'a Path,
     opts: &'a BuildOptions,
-    out: &'a mut dyn FnMut(&str),
+    out: &'a mut dyn FnMut(&str) -> bool,
+    /// The progress reader went away.
+    cancelled: bool,
     escape: char,
     /// ARGs declared before the first FROM.
     global_args: BTreeMap<String, Option<String>>,
@@ -236,7 +246,16 @@ impl Drop for TempGuard {
 
 impl Builder<'_> {
     fn say(&mut self, s: &str) {
-        (self.out)(s);
+        if !(self.out)(s) {
+            self.cancelled = true;
+        }
+    }
+
+    fn check_cancelled(&self) -> Result<(), String> {
+        if self.cancelled {
+            return Err("build cancelled: the client went away".into());
+        }
+        Ok(())
     }
 
     fn run(&mut self, all: &[Instruction]) -> Result<String, String> {
@@ -284,6 +303,7 @@ impl Builder<'_> {
         for &(start, stop) in &stage_bounds[..=last_stage] {
             let mut stage = None;
             for ins in &all[start..stop] {
+                self.check_cancelled()?;
                 step += 1;
                 self.say(&format!("Step {step}/{total} : {}\n", shown(ins)));
                 match stage.as_mut() {
@@ -842,13 +862,21 @@ impl Builder<'_> {
         };
         let mut started: Option<String> = None;
         let out = &mut self.out;
-        let result = self.runner.run(&req, &mut |ev| match ev {
-            RunEvent::Started(id) => {
-                started = Some(id.to_string());
-                out(&format!(" ---> Running in {}\n", &id[..id.len().min(12)]));
-            }
-            RunEvent::Output(b) => out(&String::from_utf8_lossy(b)),
+        let mut listening = true;
+        let result = self.runner.run(&req, &mut |ev| {
+            let delivered = match ev {
+                RunEvent::Started(id) => {
+                    started = Some(id.to_string());
+                    out(&format!(" ---> Running in {}\n", &id[..id.len().min(12)]))
+                }
+                RunEvent::Output(b) => out(&String::from_utf8_lossy(b)),
+            };
+            listening &= delivered;
+            listening
         });
+        if !listening {
+            self.cancelled = true;
+        }
         let tar = temp_path(self.store, "run");
         let _guard = TempGuard(tar.clone());
         // The container's changes as a tar, then the container goes (as docker: before the
@@ -875,6 +903,7 @@ impl Builder<'_> {
                 &id[..id.len().min(12)]
             ));
         }
+        self.check_cancelled()?;
         written?;
         self.commit_layer(st, &key, created_by, &tar)
     }
