@@ -62,7 +62,7 @@ fn multi_stage_build_into_scratch_runs_the_static_program() {
              \n\
              FROM scratch\n\
              COPY --from=tools /out/hello /bin/busybox\n\
-             COPY --from=tools /out/stamp /\n\
+             COPY --from=tools /out/st*mp /\n\
              ENTRYPOINT [\"/bin/busybox\"]\n\
              CMD [\"echo\", \"hello from scratch\"]\n",
             0o644,

@@ -150,6 +150,29 @@ pub(super) fn copy_step(b: &mut Builder<'_>, st: &mut Stage, ins: &Instruction) 
             return Err(at(ins, format!("ADD from a URL is not supported: {src}")));
         }
         if let Some(v) = &from_view {
+            let pattern = components(src).join("/");
+            if has_glob(&pattern) {
+                let depth = pattern.split('/').count();
+                let mut matches = Vec::new();
+                walk_view(v, &mut Vec::new(), depth, &mut |rel, host| {
+                    if glob_match(&pattern, rel) {
+                        matches.push((
+                            rel.rsplit('/').next().unwrap_or(rel).to_string(),
+                            host.to_path_buf(),
+                        ));
+                    }
+                });
+                if matches.is_empty() {
+                    return Err(at(
+                        ins,
+                        format!("{} failed: no source files were specified", ins.keyword),
+                    ));
+                }
+                for (name, host) in matches {
+                    sources.push((name, Some(host), None));
+                }
+                continue;
+            }
             let (_, host, _) = v.resolve(src, true).ok_or_else(|| {
                 at(
                     ins,
@@ -339,6 +362,19 @@ fn walk_context(root: &Path, rel: &str, f: &mut dyn FnMut(&str)) {
         if e.file_type().is_ok_and(|t| t.is_dir()) {
             walk_context(root, &r, f);
         }
+    }
+}
+
+/// Every entry of an image down to `depth` path components, in name order, with its host path.
+fn walk_view(view: &RootfsView, comps: &mut Vec<String>, depth: usize, f: &mut dyn FnMut(&str, &Path)) {
+    for (name, host) in view.read_dir(comps) {
+        comps.push(name);
+        f(&comps.join("/"), &host);
+        let is_dir = fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir());
+        if is_dir && comps.len() < depth {
+            walk_view(view, comps, depth, f);
+        }
+        comps.pop();
     }
 }
 
