@@ -618,6 +618,21 @@ fn commit_and_export() {
         .output()
         .unwrap();
     assert_eq!(stdout(&content), "changed");
+    // Every --change of an import applies (they arrive as repeated query parameters).
+    let out = lab.shoal_stdin(
+        &[
+            "import",
+            "-c",
+            "ENV A=1",
+            "-c",
+            r#"CMD ["sh", "-c", "echo $A"]"#,
+            "-",
+            "imported:1",
+        ],
+        &fs::read(harness::busybox_tar()).unwrap(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lab.ok(&["run", "--rm", "imported:1"]), "1");
     // Bad input: a missing container is a clear error.
     let out = lab.shoal(&["commit", "nosuch", "x:1"]);
     assert_ne!(out.status.code(), Some(0));

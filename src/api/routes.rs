@@ -279,16 +279,14 @@ fn import_image(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
         (Some(r), None) => Some(r.to_string()),
         _ => None,
     };
+    // `changes` repeats, once per `--change`.
     let changes: Vec<String> = req
-        .query
-        .get("changes")
-        .map(|c| {
-            c.split('\n')
-                .filter(|l| !l.trim().is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
+        .q_all("changes")
+        .iter()
+        .flat_map(|c| c.split('\n'))
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect();
     let message = req.q("message").unwrap_or("").to_string();
     let id = engine
         .images
