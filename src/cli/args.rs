@@ -1344,6 +1344,7 @@ Containers, compose and a small swarm for little Linux boards
 
 Common Commands:
   run         Create and run a new container from an image
+  build       Build an image from a Dockerfile
   exec        Execute a command in a running container
   ps          List containers
   images      List images
@@ -1357,7 +1358,8 @@ Management Commands:
   network     Manage networks (and `port CONTAINER` lists published ports)
 
 Commands:
-  attach create inspect kill load import rename restart rm rmi start stats stop tag top wait
+  attach commit create export inspect kill load import rename restart rm rmi start stats stop
+  tag top wait
 
 Daemon:
   daemon      Run the daemon in the foreground
@@ -1371,9 +1373,9 @@ Global Options:
 
 fn group_help(group: &str) -> String {
     let commands = if group == "container" {
-        "attach create exec inspect kill logs ls rename restart rm run start stats stop top wait prune"
+        "attach commit create exec export inspect kill logs ls rename restart rm run start stats stop top wait prune"
     } else {
-        "import inspect load ls rm tag"
+        "build import inspect load ls rm tag"
     };
     format!(
         "Usage:  {PROG} {group} COMMAND\n\nManage {group}s\n\nCommands:\n  {commands}\n\nRun '{PROG} {group} COMMAND --help' for more information on a command.\n"
