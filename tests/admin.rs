@@ -322,6 +322,7 @@ fn every_page_and_action_needs_the_token_and_actions_need_csrf() {
         "/projects",
         "/images",
         "/networks",
+        "/volumes",
         "/events",
         "/events/stream",
         "/metrics",
@@ -340,6 +341,8 @@ fn every_page_and_action_needs_the_token_and_actions_need_csrf() {
         ("/images/prune", ""),
         ("/networks/prune", ""),
         ("/networks/bridge/remove", ""),
+        ("/volumes/prune", ""),
+        ("/volumes/v/remove", ""),
         ("/logout", ""),
     ] {
         let r = request(&lab, ME, "POST", path, &[], form);
@@ -356,6 +359,7 @@ fn every_page_and_action_needs_the_token_and_actions_need_csrf() {
         "/projects",
         "/images",
         "/networks",
+        "/volumes",
         "/events",
     ] {
         let r = get(&lab, &s.cookie, path);
@@ -463,6 +467,23 @@ fn every_page_and_action_needs_the_token_and_actions_need_csrf() {
     let r = post(&lab, &s, "/networks/prune", "back=%2Fnetworks");
     assert_eq!(r.status, 303);
     assert!(!get(&lab, &s.cookie, "/networks").body.contains("junk"));
+    // Volumes: listed; one in use cannot be removed, a free one can.
+    lab.ok(&["volume", "create", "spare"]);
+    lab.ok(&[
+        "run", "-d", "--name", "holder", "-v", "held:/h", "busybox", "sleep", "1000",
+    ]);
+    let vols = get(&lab, &s.cookie, "/volumes").body;
+    assert!(vols.contains("spare") && vols.contains("held"), "{vols}");
+    assert!(
+        !vols.contains("/volumes/held/remove"),
+        "an in-use volume has no Remove button"
+    );
+    let r = post(&lab, &s, "/volumes/held/remove", "back=%2Fvolumes");
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = post(&lab, &s, "/volumes/spare/remove", "back=%2Fvolumes");
+    assert_eq!(r.status, 303);
+    assert_eq!(lab.ok(&["volume", "ls", "-q"]), "held");
+    lab.ok(&["rm", "-f", "holder"]);
     // busybox is in use by `web`: refused with a reason.
     let id = lab.ok(&["image", "inspect", "-f", "{{.Id}}", "busybox"]);
     let r = post(&lab, &s, &format!("/images/{id}/remove"), "");

@@ -69,6 +69,14 @@ pub struct NetworkRow {
 }
 
 #[derive(Debug, Clone, Default)]
+pub struct VolumeRow {
+    pub name: String,
+    pub driver: String,
+    pub anonymous: bool,
+    pub in_use: bool,
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct Overview {
     pub host: Host,
     pub by_state: BTreeMap<String, usize>,
@@ -199,6 +207,21 @@ pub fn images(engine: &Engine) -> Vec<ImageRow> {
             tags: i.repo_tags,
             size: i.size.max(0) as u64,
             created: i.created,
+        })
+        .collect()
+}
+
+pub fn volumes(engine: &Engine) -> Vec<VolumeRow> {
+    let used = engine.volumes_in_use();
+    engine
+        .volumes
+        .list()
+        .into_iter()
+        .map(|v| VolumeRow {
+            anonymous: v.is_anonymous(),
+            in_use: used.contains(&v.name),
+            name: v.name,
+            driver: v.driver,
         })
         .collect()
 }

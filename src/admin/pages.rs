@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::data::{ContainerRow, Detail, ImageRow, NetworkRow, Overview, Project};
+use super::data::{ContainerRow, Detail, ImageRow, NetworkRow, Overview, Project, VolumeRow};
 use crate::daemon::events::Event;
 use crate::timefmt;
 
@@ -79,8 +79,8 @@ pub fn layout(title: &str, csrf: &str, body: &str) -> String {
          <meta name=viewport content=\"width=device-width,initial-scale=1\">\
          <title>{} - shoal</title><style>{STYLE}</style></head><body><header><b>shoal</b>\
          <a href=/>Overview</a><a href=/containers>Containers</a><a href=/projects>Projects</a>\
-         <a href=/images>Images</a><a href=/networks>Networks</a><a href=/events>Events</a>\
-         <form class=i method=post action=/logout><input type=hidden name=csrf value=\"{}\">\
+         <a href=/images>Images</a><a href=/networks>Networks</a><a href=/volumes>Volumes</a>\
+         <a href=/events>Events</a><form class=i method=post action=/logout><input type=hidden name=csrf value=\"{}\">\
          <button>Log out</button></form></header><main><h1>{}</h1>",
         esc(title),
         esc(csrf),
@@ -162,7 +162,7 @@ pub fn overview(o: &Overview, csrf: &str) -> String {
         b,
         "<div class=card><a href=/images>Images</a><b>{}</b></div>\
          <div class=card><a href=/networks>Networks</a><b>{}</b></div>\
-         <div class=card>Volumes<b>{}</b></div>\
+         <div class=card><a href=/volumes>Volumes</a><b>{}</b></div>\
          <div class=card><a href=/projects>Compose projects</a><b>{}</b></div></div>\
          <p class=m>Kernel {}, state in {}, daemon up {}. <a href=/metrics>Metrics</a></p>",
         o.images,
@@ -426,6 +426,48 @@ pub fn networks(rows: &[NetworkRow], csrf: &str) -> String {
     }
     b.push_str("</table></div>");
     layout("Networks", csrf, &b)
+}
+
+pub fn volumes(rows: &[VolumeRow], csrf: &str) -> String {
+    let mut b = format!(
+        "<p>{}</p><div class=tw><table><tr><th>Name</th><th class=hide-s>Driver</th><th></th></tr>",
+        button(
+            "/volumes/prune",
+            "Prune unused anonymous volumes",
+            csrf,
+            "/volumes",
+            true
+        )
+    );
+    for v in rows {
+        let _ = write!(
+            b,
+            "<tr><td>{}{}</td><td class=hide-s>{}</td><td>{}</td></tr>",
+            esc(&v.name),
+            if v.anonymous {
+                " <span class=m>(anonymous)</span>"
+            } else {
+                ""
+            },
+            esc(&v.driver),
+            if v.in_use {
+                "<span class=m>in use</span>".to_string()
+            } else {
+                button(
+                    &format!("/volumes/{}/remove", v.name),
+                    "Remove",
+                    csrf,
+                    "/volumes",
+                    true,
+                )
+            }
+        );
+    }
+    if rows.is_empty() {
+        b.push_str("<tr><td colspan=3>No volumes.</td></tr>");
+    }
+    b.push_str("</table></div>");
+    layout("Volumes", csrf, &b)
 }
 
 /// One event as a table row (also what the live feed inserts).

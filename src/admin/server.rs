@@ -234,6 +234,7 @@ fn route(admin: &Admin, ctx: &Ctx, form: &HashMap<String, String>) -> Routed {
             ),
         ),
         ["networks"] => Reply::html(200, pages::networks(&data::networks(engine), &csrf)),
+        ["volumes"] => Reply::html(200, pages::volumes(&data::volumes(engine), &csrf)),
         ["events"] => Reply::html(200, pages::events(&engine.events.recent(), &csrf)),
         ["events", "stream"] => return Routed::Stream(StreamKind::Events),
         ["metrics"] => {
@@ -263,7 +264,13 @@ fn route(admin: &Admin, ctx: &Ctx, form: &HashMap<String, String>) -> Routed {
 fn is_page(segs: &[&str]) -> bool {
     matches!(
         segs,
-        [""] | ["containers"] | ["containers", _] | ["projects"] | ["images"] | ["networks"] | ["events"]
+        [""] | ["containers"]
+            | ["containers", _]
+            | ["projects"]
+            | ["images"]
+            | ["networks"]
+            | ["volumes"]
+            | ["events"]
     )
 }
 
@@ -322,6 +329,15 @@ fn action(
             .map(|_| back.clone())
             .map_err(|e| e.message),
         ["networks", id, "remove"] => crate::api::networks::remove(engine, id)
+            .map(|_| back.clone())
+            .map_err(|e| e.message),
+        ["volumes", "prune"] => engine
+            .volumes
+            .prune(&engine.volumes_in_use(), &Default::default())
+            .map(|_| back.clone())
+            .map_err(|e| e.message),
+        ["volumes", name, "remove"] => engine
+            .remove_volume(name, false)
             .map(|_| back.clone())
             .map_err(|e| e.message),
         _ => return Reply::html(404, pages::message("Not found", "No such action", csrf, &back)),
