@@ -5,6 +5,7 @@ pub mod client;
 pub mod detach;
 pub mod http;
 pub mod networks;
+pub mod registry;
 pub mod render;
 pub mod routes;
 pub mod streams;

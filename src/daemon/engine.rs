@@ -30,6 +30,8 @@ pub struct EngineConfig {
     pub cgroup_parent: String,
     /// `--bip`: address and prefix of the default bridge (None: the built-in default).
     pub bip: Option<String>,
+    /// Insecure registries and extra CAs for pulls and pushes.
+    pub registry: crate::image::registry::RegistryConfig,
 }
 
 /// One container: its directory, its record and the condvar announcing changes.

@@ -35,6 +35,12 @@ struct DaemonArgs {
     /// address and prefix of the default bridge network (default 172.30.0.1/16)
     #[argh(option)]
     bip: Option<String>,
+    /// a registry (host:port or IPv4 CIDR) that may be reached over plain HTTP (repeatable)
+    #[argh(option)]
+    insecure_registry: Vec<String>,
+    /// directory of per-registry CA certificates, <dir>/<host:port>/*.crt (default /etc/shoal/certs.d)
+    #[argh(option)]
+    registry_certs_dir: Option<PathBuf>,
 }
 
 /// What the daemon runs with: built-in defaults, then the config file, then flags.
@@ -44,6 +50,7 @@ struct Settings {
     cgroup_parent: String,
     log_level: String,
     bip: Option<String>,
+    registry: crate::image::registry::RegistryConfig,
 }
 
 fn settings(args: DaemonArgs) -> Result<Settings, String> {
@@ -59,6 +66,17 @@ fn settings(args: DaemonArgs) -> Result<Settings, String> {
         cgroup_parent: args.cgroup_parent.unwrap_or(file.cgroup_parent),
         log_level: args.log_level.unwrap_or(file.log_level),
         bip: args.bip,
+        registry: {
+            let mut r = crate::image::registry::RegistryConfig {
+                insecure: file.insecure_registries.clone(),
+                ..Default::default()
+            };
+            r.insecure.extend(args.insecure_registry);
+            if let Some(dir) = args.registry_certs_dir.or(file.registry_certs_dir.clone()) {
+                r.certs_dir = dir;
+            }
+            r
+        },
     })
 }
 
@@ -103,6 +121,7 @@ fn run(args: Settings) -> Result<(), String> {
         root: args.root.clone(),
         cgroup_parent: args.cgroup_parent.clone(),
         bip: args.bip.clone(),
+        registry: args.registry.clone(),
     };
     let engine =
         Engine::open(config).map_err(|e| format!("opening state in {}: {e}", args.root.display()))?;

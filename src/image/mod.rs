@@ -27,6 +27,7 @@ pub mod entry_path;
 mod error;
 pub mod layer;
 pub mod reference;
+pub mod registry;
 mod store;
 
 pub use config::{ConfigFile, History, ImageConfig};

@@ -27,6 +27,11 @@ pub struct FileConfig {
     pub data_device: Option<String>,
     /// Image archives loaded at first boot in PID 1 mode (`[init] preload_dir`).
     pub preload_dir: PathBuf,
+    /// Registries reachable over plain HTTP, comma-separated host[:port] or CIDR
+    /// (`insecure_registries`).
+    pub insecure_registries: Vec<String>,
+    /// Per-registry CA certificates, `<dir>/<host:port>/*.crt` (`registry_certs_dir`).
+    pub registry_certs_dir: Option<PathBuf>,
 }
 
 /// Where `shoal daemon` and `shoal init` look when no `--config` is given.
@@ -43,6 +48,8 @@ impl Default for FileConfig {
             hostname: None,
             data_device: None,
             preload_dir: PathBuf::from("/usr/share/shoal/images"),
+            insecure_registries: Vec::new(),
+            registry_certs_dir: None,
         }
     }
 }
@@ -96,6 +103,17 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
                 config.socket = absolute(&s).map_err(|e| format!("line {line}: {e}"))?
             }
             ("cgroup_parent", Value::Str(s)) => config.cgroup_parent = s,
+            ("insecure_registries", Value::Str(s)) => {
+                config.insecure_registries = s
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
+            ("registry_certs_dir", Value::Str(s)) => {
+                config.registry_certs_dir = Some(absolute(&s).map_err(|e| format!("line {line}: {e}"))?)
+            }
             ("log_level", Value::Str(s)) => {
                 if !matches!(s.as_str(), "error" | "warn" | "info" | "debug") {
                     return Err(format!(
@@ -113,8 +131,15 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
                 config.preload_dir = absolute(&s).map_err(|e| format!("line {line}: {e}"))?
             }
             (
-                "root" | "socket" | "cgroup_parent" | "log_level" | "init.hostname" | "init.data_device"
-                | "init.preload_dir",
+                "root"
+                | "socket"
+                | "cgroup_parent"
+                | "log_level"
+                | "init.hostname"
+                | "init.data_device"
+                | "init.preload_dir"
+                | "insecure_registries"
+                | "registry_certs_dir",
                 _,
             ) => return Err(at("a string")),
             ("stop_timeout", _) => return Err(at("an integer")),

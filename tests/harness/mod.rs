@@ -17,6 +17,8 @@ pub struct Lab {
     pub root: PathBuf,
     pub sock: PathBuf,
     pub netns: String,
+    /// Extra `shoal daemon` flags used by the next `start_daemon`.
+    pub daemon_args: Vec<String>,
     daemon: Option<Child>,
 }
 
@@ -70,6 +72,7 @@ impl Lab {
             sock: dir.join("shoal.sock"),
             dir,
             netns,
+            daemon_args: Vec::new(),
             daemon: None,
         };
         lab.start_daemon();
@@ -92,6 +95,7 @@ impl Lab {
             .arg("--socket")
             .arg(&self.sock)
             .args(["--cgroup-parent", &format!("lab-{}", self.netns)])
+            .args(&self.daemon_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

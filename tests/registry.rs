@@ -1,0 +1,916 @@
+//! Registry pull and push against Debian's docker-registry (HTTP, HTTPS with a CA the test
+//! makes, htpasswd basic auth), with skopeo as the second client, and faults: a connection
+//! cut mid-blob, the daemon killed mid-pull, a full disk.
+//!
+//! Every test thread first joins its lab's network namespace, so the registry, the proxy and
+//! skopeo all live on the lab's own loopback, next to the daemon.
+
+mod harness;
+
+use harness::{stderr, stdout, tail, Lab, BIN};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Move this test thread into the lab's network namespace.
+fn enter_netns(lab: &Lab) {
+    let f = std::fs::File::open(format!("/run/netns/{}", lab.netns)).unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns on a valid namespace fd only changes this thread's network namespace.
+    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A docker-registry process on the lab's loopback with its own storage.
+struct Registry {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+struct RegistryOpts<'a> {
+    tls: Option<(&'a Path, &'a Path)>,
+    htpasswd: Option<&'a Path>,
+}
+
+impl Registry {
+    fn start(dir: &Path, opts: RegistryOpts<'_>) -> Registry {
+        let port = free_port();
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let mut cfg = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        );
+        if let Some((cert, key)) = opts.tls {
+            cfg.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
+        if let Some(h) = opts.htpasswd {
+            cfg.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: shoal-test\n    path: {}\n",
+                h.display()
+            ));
+        }
+        std::fs::write(dir.join("config.yml"), cfg).unwrap();
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "registry did not start: {}",
+                std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = &self.dir;
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// A tar with one file of `size` random bytes (incompressible: the blob is as big).
+fn random_layer(name: &str, size: usize) -> Vec<u8> {
+    let mut data = vec![0u8; size];
+    fastrand::fill(&mut data);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(size as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, name, &data[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+/// Writes an OCI image layout with one image per architecture (same layers, own config) and
+/// an index over them when there are several.
+struct Layout {
+    dir: PathBuf,
+    manifests: Vec<serde_json::Value>,
+}
+
+impl Layout {
+    fn new(dir: &Path) -> Layout {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        Layout {
+            dir: dir.to_path_buf(),
+            manifests: Vec::new(),
+        }
+    }
+
+    fn blob(&self, bytes: &[u8]) -> String {
+        let hex = sha256_hex(bytes);
+        std::fs::write(self.dir.join("blobs/sha256").join(&hex), bytes).unwrap();
+        format!("sha256:{hex}")
+    }
+
+    /// Add an image of `tars` (uncompressed layer tars, stored gzipped) for arch/variant.
+    fn image(&mut self, tars: &[Vec<u8>], arch: &str, variant: Option<&str>) -> String {
+        let mut layers = Vec::new();
+        let mut diff_ids = Vec::new();
+        for t in tars {
+            let gz = gzip(t);
+            diff_ids.push(format!("sha256:{}", sha256_hex(t)));
+            layers.push(serde_json::json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": self.blob(&gz), "size": gz.len(),
+            }));
+        }
+        let mut config = serde_json::json!({
+            "architecture": arch, "os": "linux", "created": "2024-01-01T00:00:00Z",
+            "config": { "Cmd": ["sh"], "Env": ["PATH=/bin:/usr/bin"] },
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
+        });
+        if let Some(v) = variant {
+            config["variant"] = v.into();
+        }
+        let config = serde_json::to_vec(&config).unwrap();
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": self.blob(&config), "size": config.len() },
+            "layers": layers,
+        }))
+        .unwrap();
+        let digest = self.blob(&manifest);
+        let mut platform = serde_json::json!({ "architecture": arch, "os": "linux" });
+        if let Some(v) = variant {
+            platform["variant"] = v.into();
+        }
+        self.manifests.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": manifest.len(), "platform": platform,
+        }));
+        format!("sha256:{}", sha256_hex(&config))
+    }
+
+    /// Write index.json under `tag`: the single manifest, or a nested index for several.
+    fn finish(&self, tag: &str) {
+        let top = if self.manifests.len() == 1 {
+            let mut m = self.manifests[0].clone();
+            m.as_object_mut().unwrap().remove("platform");
+            m
+        } else {
+            let idx = serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": self.manifests,
+            }))
+            .unwrap();
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": self.blob(&idx), "size": idx.len(),
+            })
+        };
+        let mut top = top;
+        top["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": tag });
+        std::fs::write(
+            self.dir.join("index.json"),
+            serde_json::to_vec(&serde_json::json!({ "schemaVersion": 2, "manifests": [top] })).unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+fn skopeo(args: &[&str]) -> String {
+    let out = Command::new("skopeo").args(args).output().expect("skopeo");
+    assert!(out.status.success(), "skopeo {args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// Push `layout:tag` to `dest` (a docker:// reference) with skopeo.
+fn skopeo_push(layout: &Path, tag: &str, dest: &str, extra: &[&str]) {
+    let src = format!("oci:{}:{tag}", layout.display());
+    let mut args = vec!["copy", "--quiet", "--dest-tls-verify=false"];
+    args.extend_from_slice(extra);
+    args.push(&src);
+    args.push(dest);
+    skopeo(&args);
+}
+
+fn busybox_rootfs() -> Vec<u8> {
+    std::fs::read(harness::busybox_tar()).unwrap()
+}
+
+fn files_under(dir: &Path) -> Vec<String> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn skip(reason: &str) -> bool {
+    eprintln!("SKIP: {reason}");
+    true
+}
+
+fn tools_missing() -> bool {
+    !(have("docker-registry") && have("skopeo"))
+        && skip("docker-registry and skopeo are needed (tests/lib/deps.sh)")
+}
+
+#[test]
+fn pull_run_and_push_round_trip_with_skopeo() {
+    if tools_missing() {
+        return;
+    }
+    let lab = Lab::new("reg-http");
+    enter_netns(&lab);
+    let reg = Registry::start(
+        &lab.dir.join("registry"),
+        RegistryOpts {
+            tls: None,
+            htpasswd: None,
+        },
+    );
+    let mut layout = Layout::new(&lab.dir.join("layout"));
+    let extra = random_layer("data/blob", 300_000);
+    let config_digest = layout.image(&[busybox_rootfs(), extra], "amd64", None);
+    layout.finish("v1");
+    let remote = format!("{}/test/busybox:v1", reg.addr());
+    skopeo_push(&lab.dir.join("layout"), "v1", &format!("docker://{remote}"), &[]);
+
+    let out = lab.ok(&["pull", &remote]);
+    assert!(out.contains("v1: Pulling from test/busybox"), "{out}");
+    assert!(out.contains("Pull complete"), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {remote}")),
+        "{out}"
+    );
+    assert!(out.ends_with(&remote), "{out}");
+    let id = lab.ok(&["image", "inspect", "--format", "{{.Id}}", &remote]);
+    assert_eq!(id, config_digest, "the image ID is the config digest");
+    let ran = lab.ok(&[
+        "run",
+        "--rm",
+        &remote,
+        "sh",
+        "-c",
+        "cat /etc/image-name; wc -c < /data/blob",
+    ]);
+    assert_eq!(ran.split_whitespace().collect::<Vec<_>>(), ["busybox", "300000"]);
+    // Pulling again changes nothing.
+    let again = lab.ok(&["pull", &remote]);
+    assert!(again.contains("Image is up to date"), "{again}");
+
+    // `run` of a missing image pulls it first, as docker does.
+    lab.ok(&["rmi", &remote]);
+    let out = lab.shoal(&["run", "--rm", &remote, "cat", "/etc/image-name"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("Unable to find image '{remote}' locally")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out), "busybox");
+
+    // Push under a new name; skopeo reads back the same digests.
+    let pushed = format!("{}/mine/bb:v2", reg.addr());
+    lab.ok(&["tag", &remote, &pushed]);
+    let out = lab.ok(&["push", &pushed]);
+    assert!(
+        out.contains(&format!("The push refers to repository [{}/mine/bb]", reg.addr())),
+        "{out}"
+    );
+    let digest = out
+        .lines()
+        .find_map(|l| l.strip_prefix("v2: digest: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest line in {out}"))
+        .to_string();
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{pushed}"),
+    ]);
+    assert_eq!(format!("sha256:{}", sha256_hex(raw.as_bytes())), digest);
+    let info: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{pushed}"),
+    ]))
+    .unwrap();
+    assert_eq!(info["Digest"], digest.as_str());
+    let cfg: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--config",
+        &format!("docker://{pushed}"),
+    ]))
+    .unwrap();
+    let diff_ids: Vec<String> = lab
+        .ok(&["image", "inspect", "--format", "{{json .RootFS.Layers}}", &pushed])
+        .parse::<serde_json::Value>()
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(info["Layers"].as_array().unwrap().len(), 2);
+    for (l, d) in info["Layers"].as_array().unwrap().iter().zip(&diff_ids) {
+        assert_eq!(
+            l.as_str().unwrap(),
+            d,
+            "layers are pushed as their uncompressed tars"
+        );
+    }
+    assert_eq!(cfg["rootfs"]["diff_ids"], serde_json::json!(diff_ids));
+    // A second push finds every blob already there.
+    let out = lab.ok(&["push", &pushed]);
+    assert_eq!(out.matches("Layer already exists").count(), 2, "{out}");
+    // And shoal pulls its own push back to the same image ID.
+    lab.ok(&["rmi", &pushed]);
+    lab.ok(&["pull", &pushed]);
+    assert_eq!(lab.ok(&["image", "inspect", "--format", "{{.Id}}", &pushed]), id);
+}
+
+#[test]
+fn multi_platform_index_picks_the_requested_platform() {
+    if tools_missing() {
+        return;
+    }
+    let lab = Lab::bare("reg-multi");
+    enter_netns(&lab);
+    let reg = Registry::start(
+        &lab.dir.join("registry"),
+        RegistryOpts {
+            tls: None,
+            htpasswd: None,
+        },
+    );
+    let mut layout = Layout::new(&lab.dir.join("layout"));
+    let rootfs = busybox_rootfs();
+    layout.image(std::slice::from_ref(&rootfs), "amd64", None);
+    layout.image(std::slice::from_ref(&rootfs), "arm64", Some("v8"));
+    layout.image(std::slice::from_ref(&rootfs), "arm", Some("v7"));
+    layout.image(std::slice::from_ref(&rootfs), "arm", Some("v6"));
+    layout.finish("multi");
+    let remote = format!("{}/test/multi:multi", reg.addr());
+    skopeo_push(
+        &lab.dir.join("layout"),
+        "multi",
+        &format!("docker://{remote}"),
+        &["--all"],
+    );
+    for (platform, want) in [
+        ("linux/amd64", "amd64/<no value>"),
+        ("linux/arm64", "arm64/v8"),
+        ("linux/arm/v7", "arm/v7"),
+        ("linux/arm/v6", "arm/v6"),
+    ] {
+        lab.ok(&["pull", "-q", "--platform", platform, &remote]);
+        let got = lab.ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Architecture}}/{{.Variant}}",
+            &remote,
+        ]);
+        assert_eq!(got, want, "--platform {platform}");
+    }
+    // Without --platform the board's own platform is chosen.
+    lab.ok(&["pull", "-q", &remote]);
+    let host = match std::env::consts::ARCH {
+        "x86_64" => "amd64/<no value>",
+        "aarch64" => "arm64/v8",
+        _ => "arm/v7",
+    };
+    assert_eq!(
+        lab.ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Architecture}}/{{.Variant}}",
+            &remote
+        ]),
+        host
+    );
+    let out = lab.shoal(&["pull", "--platform", "linux/s390x", &remote]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no matching manifest for linux/s390x"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Make a CA and a server certificate for 127.0.0.1 with openssl; returns (ca, cert, key).
+fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let sh = |cmd: &str| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{cmd}: {}", stderr(&out));
+    };
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=shoal-test-ca 2>/dev/null");
+    sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null");
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    sh("openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile ext.cnf 2>/dev/null");
+    (dir.join("ca.crt"), dir.join("server.crt"), dir.join("server.key"))
+}
+
+#[test]
+fn https_with_basic_auth_login_and_logout() {
+    if tools_missing() || (!have("htpasswd") && skip("htpasswd (apache2-utils) is needed")) {
+        return;
+    }
+    let mut lab = Lab::bare("reg-https");
+    enter_netns(&lab);
+    let (ca, cert, key) = make_certs(&lab.dir.join("certs"));
+    let htpasswd = lab.dir.join("htpasswd");
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", "alice", "s3cret"])
+        .output()
+        .unwrap();
+    std::fs::write(&htpasswd, &out.stdout).unwrap();
+    let reg = Registry::start(
+        &lab.dir.join("registry"),
+        RegistryOpts {
+            tls: Some((&cert, &key)),
+            htpasswd: Some(&htpasswd),
+        },
+    );
+    let certs_d = lab.dir.join("certs.d");
+    // The daemon trusts the CA only through certs.d/<host:port>/ca.crt.
+    lab.kill_daemon();
+    lab.daemon_args = vec!["--registry-certs-dir".into(), certs_d.display().to_string()];
+    lab.start_daemon();
+    let mut layout = Layout::new(&lab.dir.join("layout"));
+    layout.image(&[busybox_rootfs()], "amd64", None);
+    layout.finish("v1");
+    let remote = format!("{}/private/bb:v1", reg.addr());
+    skopeo_push(
+        &lab.dir.join("layout"),
+        "v1",
+        &format!("docker://{remote}"),
+        &["--dest-creds", "alice:s3cret"],
+    );
+
+    let docker_config = lab.dir.join("docker-config");
+    let cli = |args: &[&str], input: &[u8]| {
+        harness::run_with_input(
+            Command::new(BIN)
+                .arg("-H")
+                .arg(lab.host())
+                .args(args)
+                .env("DOCKER_CONFIG", &docker_config),
+            input,
+        )
+    };
+    // Without the CA the TLS handshake fails (and loopback's plain-HTTP fallback too).
+    let out = cli(&["pull", &remote], b"");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).to_lowercase().contains("certificate") || stderr(&out).contains("HTTPS failed"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::create_dir_all(certs_d.join(reg.addr())).unwrap();
+    std::fs::copy(&ca, certs_d.join(reg.addr()).join("ca.crt")).unwrap();
+    // Trusted now, but anonymous.
+    let out = cli(&["pull", &remote], b"");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("unauthorized") || stderr(&out).contains("pull access denied"),
+        "{}",
+        stderr(&out)
+    );
+    // A wrong password is refused and stores nothing.
+    let out = cli(
+        &["login", "-u", "alice", "--password-stdin", &reg.addr()],
+        b"wrong\n",
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unauthorized"), "{}", stderr(&out));
+    assert!(!docker_config.join("config.json").exists());
+    let out = cli(
+        &["login", "-u", "alice", "--password-stdin", &reg.addr()],
+        b"s3cret\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Login Succeeded"));
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(docker_config.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        cfg["auths"][reg.addr()]["auth"],
+        "YWxpY2U6czNjcmV0",
+        "base64 of alice:s3cret, as docker stores it"
+    );
+    let out = cli(&["pull", &remote], b"");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stderr(&out),
+        tail(&lab.daemon_log(), 20)
+    );
+    let out = cli(&["run", "--rm", &remote, "cat", "/etc/image-name"], b"");
+    assert_eq!(stdout(&out), "busybox", "{}", stderr(&out));
+    // Push with the stored login.
+    let pushed = format!("{}/private/copy:v1", reg.addr());
+    assert!(cli(&["tag", &remote, &pushed], b"").status.success());
+    let out = cli(&["push", &pushed], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ca_arg = format!("--cert-dir={}", certs_d.join(reg.addr()).display());
+    let inspected = skopeo(&[
+        "inspect",
+        &ca_arg,
+        "--creds",
+        "alice:s3cret",
+        &format!("docker://{pushed}"),
+    ]);
+    assert!(inspected.contains("\"Digest\""), "{inspected}");
+    let out = cli(&["logout", &reg.addr()], b"");
+    assert!(
+        stdout(&out).contains(&format!("Removing login credentials for {}", reg.addr())),
+        "{}",
+        stdout(&out)
+    );
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(docker_config.join("config.json")).unwrap()).unwrap();
+    assert!(cfg["auths"].get(reg.addr()).is_none(), "{cfg}");
+}
+
+/// A TCP proxy on the lab's loopback in front of the registry: logs what clients send,
+/// optionally throttles responses, and can cut one connection after N response bytes.
+struct Proxy {
+    port: u16,
+    log: Arc<Mutex<Vec<u8>>>,
+    cut_after: Arc<AtomicU64>,
+    bytes_per_sec: u64,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    fn start(upstream: u16, bytes_per_sec: u64, cut_after: u64) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let p = Proxy {
+            port,
+            log: Arc::default(),
+            cut_after: Arc::new(AtomicU64::new(cut_after)),
+            bytes_per_sec,
+            stop: Arc::default(),
+        };
+        let (log, cut, stop, rate) = (p.log.clone(), p.cut_after.clone(), p.stop.clone(), bytes_per_sec);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (log, cut) = (log.clone(), cut.clone());
+                let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = c_read.read(&mut buf) {
+                        if n == 0 || s_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        log.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                    let _ = s_write.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let (mut s_read, mut c_write) = (server, client);
+                    let mut buf = [0u8; 16384];
+                    let mut sent = 0u64;
+                    let start = Instant::now();
+                    while let Ok(n) = s_read.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let limit = cut.load(Ordering::Relaxed);
+                        if limit > 0 && sent + n as u64 > limit {
+                            // Cut this connection once, mid-response.
+                            cut.store(0, Ordering::Relaxed);
+                            let _ = c_write.write_all(&buf[..(limit - sent) as usize]);
+                            let _ = c_write.shutdown(std::net::Shutdown::Both);
+                            let _ = s_read.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
+                        if c_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        sent += n as u64;
+                        if rate > 0 {
+                            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+                            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                                std::thread::sleep(wait);
+                            }
+                        }
+                    }
+                    let _ = c_write.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        p
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn requests(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).to_ascii_lowercase()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = self.bytes_per_sec;
+    }
+}
+
+/// What the store holds besides complete images: nothing in tmp/, and one layer directory
+/// per layer that some image uses.
+fn assert_no_leftovers(lab: &Lab) {
+    let image_root = lab.root.join("image");
+    let tmp = files_under(&image_root.join("tmp"));
+    assert!(tmp.is_empty(), "tmp/ holds {tmp:?}");
+    let layers = files_under(&image_root.join("layers"));
+    let out = lab.ok(&["images", "-q", "--no-trunc"]);
+    let mut used = std::collections::BTreeSet::new();
+    for id in out.lines() {
+        let l = lab.ok(&["image", "inspect", "--format", "{{json .RootFS.Layers}}", id]);
+        for d in serde_json::from_str::<Vec<String>>(&l).unwrap() {
+            used.insert(d.trim_start_matches("sha256:").to_string());
+        }
+    }
+    let unused: Vec<_> = layers.iter().filter(|l| !used.contains(*l)).collect();
+    assert!(unused.is_empty(), "layers no image uses: {unused:?}");
+}
+
+fn push_big_image(lab: &Lab, reg: &Registry, layer_bytes: usize) -> String {
+    let mut layout = Layout::new(&lab.dir.join("layout"));
+    layout.image(
+        &[
+            busybox_rootfs(),
+            random_layer("big/a", layer_bytes),
+            random_layer("big/b", layer_bytes / 2),
+        ],
+        "amd64",
+        None,
+    );
+    layout.finish("big");
+    let remote = format!("{}/test/big:big", reg.addr());
+    skopeo_push(&lab.dir.join("layout"), "big", &format!("docker://{remote}"), &[]);
+    remote
+}
+
+#[test]
+fn a_connection_cut_mid_blob_resumes_with_range() {
+    if tools_missing() {
+        return;
+    }
+    let lab = Lab::new("reg-cut");
+    enter_netns(&lab);
+    let reg = Registry::start(
+        &lab.dir.join("registry"),
+        RegistryOpts {
+            tls: None,
+            htpasswd: None,
+        },
+    );
+    push_big_image(&lab, &reg, 4 << 20);
+    let proxy = Proxy::start(reg.port, 0, 3 << 20);
+    let via = format!("{}/test/big:big", proxy.addr());
+    let out = lab.ok(&["pull", &via]);
+    assert!(out.contains("Status: Downloaded newer image"), "{out}");
+    assert_eq!(
+        proxy.cut_after.load(Ordering::Relaxed),
+        0,
+        "the proxy cut a connection"
+    );
+    assert!(
+        proxy.requests().contains("range: bytes="),
+        "the resume used a Range request:\n{}",
+        proxy.requests()
+    );
+    let ran = lab.ok(&["run", "--rm", &via, "sh", "-c", "wc -c < /big/a"]);
+    assert_eq!(ran, (4 << 20).to_string());
+    assert_no_leftovers(&lab);
+}
+
+#[test]
+fn a_daemon_killed_mid_pull_leaves_nothing_and_the_next_pull_completes() {
+    if tools_missing() {
+        return;
+    }
+    let mut lab = Lab::new("reg-kill");
+    enter_netns(&lab);
+    let reg = Registry::start(
+        &lab.dir.join("registry"),
+        RegistryOpts {
+            tls: None,
+            htpasswd: None,
+        },
+    );
+    push_big_image(&lab, &reg, 6 << 20);
+    let proxy = Proxy::start(reg.port, 2 << 20, 0);
+    let via = format!("{}/test/big:big", proxy.addr());
+    let mut pull = Command::new(BIN)
+        .arg("-H")
+        .arg(lab.host())
+        .args(["pull", &via])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until layers are being unpacked, then SIGKILL the daemon.
+    let tmp = lab.root.join("image/tmp");
+    assert!(
+        harness::eventually(20, || !files_under(&tmp).is_empty()),
+        "the pull never started"
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    lab.kill_daemon();
+    let _ = pull.wait();
+    lab.start_daemon();
+    let images = lab.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(images, "busybox:latest", "only complete images are listed");
+    assert_no_leftovers(&lab);
+    drop(proxy);
+    let out = lab.ok(&["pull", &format!("{}/test/big:big", reg.addr())]);
+    assert!(out.contains("Status: Downloaded newer image"), "{out}");
+    assert_no_leftovers(&lab);
+}
+
+#[test]
+fn a_full_disk_fails_clearly_and_keeps_existing_images() {
+    if tools_missing() {
+        return;
+    }
+    let mut lab = Lab::bare("reg-full");
+    enter_netns(&lab);
+    let reg = Registry::start(
+        &lab.dir.join("registry"),
+        RegistryOpts {
+            tls: None,
+            htpasswd: None,
+        },
+    );
+    let remote = push_big_image(&lab, &reg, 12 << 20);
+    let mut small = Layout::new(&lab.dir.join("small"));
+    small.image(&[busybox_rootfs()], "amd64", None);
+    small.finish("v1");
+    let small_ref = format!("{}/test/small:v1", reg.addr());
+    skopeo_push(
+        &lab.dir.join("small"),
+        "v1",
+        &format!("docker://{small_ref}"),
+        &[],
+    );
+    // The state root on a 10 MiB tmpfs.
+    lab.kill_daemon();
+    let mnt = lab.dir.join("tmpfs-root");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=10m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    lab.root = mnt.join("root");
+    lab.start_daemon();
+    lab.ok(&["pull", &small_ref]);
+    let out = lab.shoal(&["pull", &remote]);
+    assert!(!out.status.success(), "a 12 MiB layer cannot fit");
+    assert!(
+        stderr(&out).contains("No space left on device"),
+        "{}",
+        stderr(&out)
+    );
+    let images = lab.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(images, small_ref);
+    assert_no_leftovers(&lab);
+    assert_eq!(
+        lab.ok(&["run", "--rm", &small_ref, "cat", "/etc/image-name"]),
+        "busybox"
+    );
+    // The space is back: the small image pulls again after removal.
+    lab.ok(&["rmi", &small_ref]);
+    lab.ok(&["pull", &small_ref]);
+}
+
+#[test]
+fn docker_cli_pulls_and_pushes_through_shoal() {
+    if tools_missing() || (!harness::have_docker() && skip("docker CLI not installed")) {
+        return;
+    }
+    let lab = Lab::new("reg-docker");
+    enter_netns(&lab);
+    let reg = Registry::start(
+        &lab.dir.join("registry"),
+        RegistryOpts {
+            tls: None,
+            htpasswd: None,
+        },
+    );
+    let mut layout = Layout::new(&lab.dir.join("layout"));
+    layout.image(&[busybox_rootfs()], "amd64", None);
+    layout.finish("v1");
+    let remote = format!("{}/test/busybox:v1", reg.addr());
+    skopeo_push(&lab.dir.join("layout"), "v1", &format!("docker://{remote}"), &[]);
+    let out = lab.docker_ok(&["pull", &remote]);
+    assert!(out.contains("Downloaded newer image"), "{out}");
+    let images = lab.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(images.contains(&remote), "{images}");
+    let pushed = format!("{}/docker/pushed:v3", reg.addr());
+    lab.docker_ok(&["tag", &remote, &pushed]);
+    let out = lab.docker_ok(&["push", &pushed]);
+    assert!(out.contains("v3: digest: sha256:"), "{out}");
+    lab.docker_ok(&["rmi", &pushed]);
+    lab.docker_ok(&["rmi", &remote]);
+    lab.docker_ok(&["pull", &pushed]);
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{pushed}"),
+    ]);
+    assert!(
+        out.contains(&format!("sha256:{}", sha256_hex(raw.as_bytes()))),
+        "{out}"
+    );
+}
