@@ -914,3 +914,276 @@ fn docker_cli_pulls_and_pushes_through_shoal() {
         "{out}"
     );
 }
+
+fn b64url(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A token server as docker's Bearer flow expects: Basic auth in, a JWT signed with a key
+/// whose certificate the registry trusts (sent in the `x5c` header) out.
+struct TokenServer {
+    port: u16,
+    issued: Arc<AtomicU64>,
+}
+
+impl TokenServer {
+    fn start(dir: &Path, user: &str, password: &str) -> TokenServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let issued = Arc::new(AtomicU64::new(0));
+        let (dir, expected, count) = (
+            dir.to_path_buf(),
+            format!("Basic {}", {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            }),
+            issued.clone(),
+        );
+        let cert_pem = std::fs::read_to_string(dir.join("token.crt")).unwrap();
+        let der_b64: String = cert_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                let authorized = head.lines().any(|l| {
+                    l.to_ascii_lowercase().starts_with("authorization:") && l[14..].trim() == expected
+                });
+                if !authorized {
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    continue;
+                }
+                let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+                let mut access = Vec::new();
+                for pair in query.split('&') {
+                    if let Some(scope) = pair.strip_prefix("scope=") {
+                        let scope = percent_decode(scope);
+                        let parts: Vec<&str> = scope.splitn(3, ':').collect();
+                        if let [kind, name, actions] = parts.as_slice() {
+                            access.push(serde_json::json!({
+                                "type": kind, "name": name,
+                                "actions": actions.split(',').collect::<Vec<_>>(),
+                            }));
+                        }
+                    }
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let header = serde_json::json!({ "typ": "JWT", "alg": "RS256", "x5c": [der_b64] });
+                let claims = serde_json::json!({
+                    "iss": "shoal-test-issuer", "sub": "alice", "aud": "shoal-test",
+                    "exp": now + 600, "nbf": now - 10, "iat": now - 10,
+                    "jti": format!("t{}", count.fetch_add(1, Ordering::Relaxed)), "access": access,
+                });
+                let signing_input = format!(
+                    "{}.{}",
+                    b64url(header.to_string().as_bytes()),
+                    b64url(claims.to_string().as_bytes())
+                );
+                let input_file = dir.join(format!("jwt-{}", std::process::id()));
+                std::fs::write(&input_file, &signing_input).unwrap();
+                let sig = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-sign"])
+                    .arg(dir.join("token.key"))
+                    .arg(&input_file)
+                    .output()
+                    .unwrap();
+                let token = format!("{signing_input}.{}", b64url(&sig.stdout));
+                let body = serde_json::json!({ "token": token, "expires_in": 600 }).to_string();
+                let _ = conn.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+            }
+        });
+        TokenServer { port, issued }
+    }
+}
+
+#[test]
+fn bearer_token_auth_through_a_token_server() {
+    if tools_missing() {
+        return;
+    }
+    let lab = Lab::new("reg-token");
+    enter_netns(&lab);
+    let certs = lab.dir.join("token-certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=shoal-token",
+        ])
+        .arg("-keyout")
+        .arg(certs.join("token.key"))
+        .arg("-out")
+        .arg(certs.join("token.crt"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tokens = TokenServer::start(&certs, "bob", "t0ken-pw");
+    let reg_dir = lab.dir.join("registry");
+    std::fs::create_dir_all(&reg_dir).unwrap();
+    // docker-registry's token auth: the realm, service and issuer the JWTs must name.
+    let reg = {
+        let port = free_port();
+        let cfg = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: shoal-test\n    issuer: shoal-test-issuer\n    rootcertbundle: {}\n",
+            reg_dir.join("data").display(),
+            tokens.port,
+            certs.join("token.crt").display()
+        );
+        std::fs::write(reg_dir.join("config.yml"), cfg).unwrap();
+        let log = std::fs::File::create(reg_dir.join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(reg_dir.join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        assert!(harness::eventually(20, || TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()));
+        Registry {
+            child,
+            port,
+            dir: reg_dir.clone(),
+        }
+    };
+    let remote = format!("{}/team/bb:v1", reg.addr());
+    let docker_config = lab.dir.join("docker-config");
+    let cli = |args: &[&str], input: &[u8]| {
+        harness::run_with_input(
+            Command::new(BIN)
+                .arg("-H")
+                .arg(lab.host())
+                .args(args)
+                .env("DOCKER_CONFIG", &docker_config),
+            input,
+        )
+    };
+    // Anonymous: the token server refuses.
+    assert!(cli(&["tag", "busybox", &remote], b"").status.success());
+    let out = cli(&["push", &remote], b"");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unauthorized"), "{}", stderr(&out));
+    let out = cli(
+        &["login", "-u", "bob", "--password-stdin", &reg.addr()],
+        b"t0ken-pw\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cli(&["push", &remote], b"");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stderr(&out),
+        std::fs::read_to_string(reg_dir.join("registry.log")).unwrap_or_default()
+    );
+    let before = tokens.issued.load(Ordering::Relaxed);
+    assert!(before >= 2, "the login and the push each got a token");
+    assert!(cli(&["rmi", &remote], b"").status.success());
+    let out = cli(&["pull", &remote], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(tokens.issued.load(Ordering::Relaxed) > before);
+    let out = cli(&["run", "--rm", &remote, "cat", "/etc/image-name"], b"");
+    assert_eq!(stdout(&out), "busybox", "{}", stderr(&out));
+}
+
+#[test]
+fn concurrent_pulls_of_the_same_layers_download_them_once() {
+    if tools_missing() {
+        return;
+    }
+    let lab = Lab::bare("reg-twice");
+    enter_netns(&lab);
+    let reg = Registry::start(
+        &lab.dir.join("registry"),
+        RegistryOpts {
+            tls: None,
+            htpasswd: None,
+        },
+    );
+    push_big_image(&lab, &reg, 3 << 20);
+    let info: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{}/test/big:big", reg.addr()),
+    ]))
+    .unwrap();
+    // Slow enough that the two pulls overlap.
+    let proxy = Proxy::start(reg.port, 3 << 20, 0);
+    let via = format!("{}/test/big:big", proxy.addr());
+    let spawn = || {
+        Command::new(BIN)
+            .arg("-H")
+            .arg(lab.host())
+            .args(["pull", &via])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}\n{}",
+        stderr(&a),
+        stderr(&b)
+    );
+    let requests = proxy.requests();
+    for layer in info["Layers"].as_array().unwrap() {
+        let get = format!("get /v2/test/big/blobs/{}", layer.as_str().unwrap());
+        assert_eq!(requests.matches(&get).count(), 1, "{get} once:\n{requests}");
+    }
+    let waited = stdout(&a).contains("Waiting") || stdout(&b).contains("Waiting");
+    assert!(
+        waited,
+        "one pull waited for the other:\n{}\n{}",
+        stdout(&a),
+        stdout(&b)
+    );
+    assert_eq!(lab.ok(&["images", "-q"]).lines().count(), 1);
+    assert_no_leftovers(&lab);
+}

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/lib/deps.sh
-apt_install busybox-static iproute2 tar crun runc hyperfine jq
+apt_install busybox-static iproute2 tar crun runc hyperfine jq docker-registry skopeo
 ensure_rust
 
 target=x86_64-unknown-linux-gnu
@@ -24,6 +24,7 @@ cleanup() {
         SHOAL_HOST=unix://$work/shoal.sock "$bin" rm -f "$id" >/dev/null
     done
     [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+    [ -n "${registry_pid:-}" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
     ip netns del "$ns" 2>/dev/null
     find /sys/fs/cgroup -depth -type d -name "shoal-bench-$$" -exec rmdir {} \; 2>/dev/null
     umount -R "$work" 2>/dev/null
@@ -79,6 +80,48 @@ shim_anon=$(awk '/^RssAnon/ {print $2}' "/proc/$shim_pid/status")
 shim_pss=$(awk '/^Pss:/ {print $2}' "/proc/$shim_pid/smaps_rollup")
 "$bin" rm -f rss >/dev/null
 
+# Pull of a multi-layer image from a loopback docker-registry (inside the netns) against
+# `skopeo copy` of the same image to a local directory, both timed by hyperfine.
+mkdir -p "$work/reg" "$work/oci/blobs/sha256"
+cat >"$work/reg/config.yml" <<REG
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $work/reg/data}}
+http: {addr: 127.0.0.1:5055}
+REG
+nsenter --net=/run/netns/"$ns" docker-registry serve "$work/reg/config.yml" >"$work/reg/log" 2>&1 &
+registry_pid=$!
+blob() { # file → digest; stores it in the layout
+    local d; d=$(sha256sum "$1" | cut -d' ' -f1); cp "$1" "$work/oci/blobs/sha256/$d"; echo "$d"; }
+layers_json=; diffs_json=
+mk_layer() { # dir → appends one gzip layer of that directory
+    tar --numeric-owner -C "$1" -cf "$work/l.tar" . ; gzip -1 -c "$work/l.tar" >"$work/l.tgz"
+    local diff gz size; diff=$(sha256sum "$work/l.tar" | cut -d' ' -f1); gz=$(blob "$work/l.tgz"); size=$(stat -c %s "$work/l.tgz")
+    layers_json="$layers_json${layers_json:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$gz\",\"size\":$size}"
+    diffs_json="$diffs_json${diffs_json:+,}\"sha256:$diff\""
+}
+mkdir -p "$work/L1" && tar -C "$work/L1" -xf "$work/busybox.tar" && mk_layer "$work/L1"
+for i in 2 3 4; do mkdir -p "$work/L$i"; head -c 8M /dev/urandom >"$work/L$i/random"; mk_layer "$work/L$i"; done
+mkdir -p "$work/L5" && cp -r /usr/share/doc "$work/L5/doc" 2>/dev/null; mk_layer "$work/L5"
+printf '{"architecture":"amd64","os":"linux","config":{"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":[%s]}}' "$diffs_json" >"$work/config.json"
+cfg=$(blob "$work/config.json")
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%d},"layers":[%s]}' \
+    "$cfg" "$(stat -c %s "$work/config.json")" "$layers_json" >"$work/manifest.json"
+man=$(blob "$work/manifest.json")
+printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%d,"annotations":{"org.opencontainers.image.ref.name":"bench"}}]}' \
+    "$man" "$(stat -c %s "$work/manifest.json")" >"$work/oci/index.json"
+echo '{"imageLayoutVersion":"1.0.0"}' >"$work/oci/oci-layout"
+for _ in $(seq 100); do nsenter --net=/run/netns/"$ns" sh -c 'exec 3<>/dev/tcp/127.0.0.1/5055' 2>/dev/null && break; sleep 0.1; done
+nsenter --net=/run/netns/"$ns" skopeo copy -q --dest-tls-verify=false "oci:$work/oci:bench" docker://127.0.0.1:5055/bench/multi:v1
+pull_bytes=$(du -cb "$work"/oci/blobs/sha256/* | tail -1 | cut -f1)
+in_ns="nsenter --net=/run/netns/$ns"
+hyperfine -N --warmup 1 --runs "${SHOAL_BENCH_PULL_RUNS:-5}" --export-json "$work/pull.json" \
+    --prepare "$bin rmi -f 127.0.0.1:5055/bench/multi:v1" -n shoal-pull "$in_ns $bin pull -q 127.0.0.1:5055/bench/multi:v1" \
+    --prepare "rm -rf $work/skopeo-dir" -n skopeo-copy "$in_ns skopeo copy -q --src-tls-verify=false docker://127.0.0.1:5055/bench/multi:v1 dir:$work/skopeo-dir" \
+    >"$work/hyperfine-pull.txt"
+pull_ms=$(jq -r '.results[] | select(.command=="shoal-pull") | .median' "$work/pull.json" | awk '{printf "%.0f", $1*1000}')
+skopeo_ms=$(jq -r '.results[] | select(.command=="skopeo-copy") | .median' "$work/pull.json" | awk '{printf "%.0f", $1*1000}')
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 echo "shoal benchmark ($(uname -m), $(nproc) cores)"
 printf '  binary size (static, stripped, %s): %d bytes (%.2f MiB)\n' "$target" "$size" "$(awk -v s="$size" 'BEGIN{print s/1048576}')"
@@ -87,3 +130,5 @@ printf '  ratio shoal/crun: %s (goal <= 2.00)   shoal/runc: %s\n' "$(ratio "$sho
 printf '  start on the default bridge (netns, veth, address, DNS): %s ms, ratio to --network none: %s (goal <= 1.50)\n' "$bridge_ms" "$(ratio "$bridge_ms" "$shoal_ms")"
 printf '  daemon idle RSS: %d KiB (goal <= 8192)\n' "$daemon_rss"
 printf '  shim per container: private (RssAnon) %d KiB (goal <= 1024), PSS %d KiB, RSS incl. shared text %d KiB\n' "$shim_anon" "$shim_pss" "$shim_rss"
+printf '  pull of a 5-layer image (%d MiB of blobs) from a loopback registry (median): shoal %s ms | skopeo copy to dir %s ms, ratio %s (goal <= 1.00)\n' \
+    "$((pull_bytes / 1048576))" "$pull_ms" "$skopeo_ms" "$(ratio "$pull_ms" "$skopeo_ms")"
