@@ -123,6 +123,12 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+fn zstd(data: &[u8]) -> Vec<u8> {
+    let out = harness::run_with_input(Command::new("zstd").args(["-q", "-c", "-"]), data);
+    assert!(out.status.success(), "zstd: {}", stderr(&out));
+    out.stdout
+}
+
 /// A tar with one file of `size` random bytes (incompressible: the blob is as big).
 fn random_layer(name: &str, size: usize) -> Vec<u8> {
     let mut data = vec![0u8; size];
@@ -141,6 +147,8 @@ fn random_layer(name: &str, size: usize) -> Vec<u8> {
 struct Layout {
     dir: PathBuf,
     manifests: Vec<serde_json::Value>,
+    /// Indexes of layers stored zstd-compressed instead of gzip.
+    zstd_layers: Vec<usize>,
 }
 
 impl Layout {
@@ -151,6 +159,7 @@ impl Layout {
         Layout {
             dir: dir.to_path_buf(),
             manifests: Vec::new(),
+            zstd_layers: Vec::new(),
         }
     }
 
@@ -164,12 +173,16 @@ impl Layout {
     fn image(&mut self, tars: &[Vec<u8>], arch: &str, variant: Option<&str>) -> String {
         let mut layers = Vec::new();
         let mut diff_ids = Vec::new();
-        for t in tars {
-            let gz = gzip(t);
+        for (i, t) in tars.iter().enumerate() {
+            let (blob, media_type) = if self.zstd_layers.contains(&i) {
+                (zstd(t), "application/vnd.oci.image.layer.v1.tar+zstd")
+            } else {
+                (gzip(t), "application/vnd.oci.image.layer.v1.tar+gzip")
+            };
             diff_ids.push(format!("sha256:{}", sha256_hex(t)));
             layers.push(serde_json::json!({
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": self.blob(&gz), "size": gz.len(),
+                "mediaType": media_type,
+                "digest": self.blob(&blob), "size": blob.len(),
             }));
         }
         let mut config = serde_json::json!({
@@ -283,6 +296,8 @@ fn pull_run_and_push_round_trip_with_skopeo() {
         },
     );
     let mut layout = Layout::new(&lab.dir.join("layout"));
+    // The second layer is zstd-compressed.
+    layout.zstd_layers = vec![1];
     let extra = random_layer("data/blob", 300_000);
     let config_digest = layout.image(&[busybox_rootfs(), extra], "amd64", None);
     layout.finish("v1");
@@ -379,10 +394,30 @@ fn pull_run_and_push_round_trip_with_skopeo() {
     // A second push finds every blob already there.
     let out = lab.ok(&["push", &pushed]);
     assert_eq!(out.matches("Layer already exists").count(), 2, "{out}");
-    // And shoal pulls its own push back to the same image ID.
+    // And shoal pulls its own push back to the same image ID, by tag and by digest.
     lab.ok(&["rmi", &pushed]);
     lab.ok(&["pull", &pushed]);
     assert_eq!(lab.ok(&["image", "inspect", "--format", "{{.Id}}", &pushed]), id);
+    let by_digest = format!("{}/mine/bb@{digest}", reg.addr());
+    let out = lab.ok(&["pull", &by_digest]);
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    assert!(out.ends_with(&by_digest), "{out}");
+    // A tag the registry does not have, and a run that needs it.
+    let missing = format!("{}/mine/bb:nope", reg.addr());
+    let out = lab.shoal(&["pull", &missing]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("manifest for {missing} not found")),
+        "{}",
+        stderr(&out)
+    );
+    let out = lab.shoal(&["run", "--rm", &missing]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("not found: manifest unknown"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -798,7 +833,7 @@ fn a_daemon_killed_mid_pull_leaves_nothing_and_the_next_pull_completes() {
     );
     std::thread::sleep(Duration::from_millis(800));
     lab.kill_daemon();
-    let _ = pull.wait();
+    assert!(!pull.wait().unwrap().success(), "the pull was cut");
     lab.start_daemon();
     let images = lab.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert_eq!(images, "busybox:latest", "only complete images are listed");

@@ -303,9 +303,7 @@ fn create(client: &Client, c: &CreateSpec) -> Result<String, ClientError> {
             match pull(client, &c.image, c.quiet) {
                 Ok(()) => client.post(&path, Some(&c.body))?,
                 // A daemon without registry support: the original error says it best.
-                Err(ClientError::Api {
-                    status: 404 | 501, ..
-                }) => return Err(missing),
+                Err(ClientError::Api { status: 501, .. }) => return Err(missing),
                 Err(e) => return Err(e),
             }
         }

@@ -90,6 +90,8 @@ pub struct Session {
 }
 
 const MAX_REDIRECTS: usize = 5;
+/// Longest time one response body may take (see `agent_for`).
+const BODY_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Session {
     /// Reach `registry` (`docker.io` means Docker Hub's API host), choose the scheme, and
@@ -488,6 +490,10 @@ fn agent_for(config: &RegistryConfig, registry: &str) -> Result<Agent, RegistryE
         .max_redirects_will_error(false)
         .timeout_connect(Some(Duration::from_secs(15)))
         .timeout_recv_response(Some(Duration::from_secs(120)))
+        // ureq has no idle timeout, and a link that goes silent (Wi-Fi gone, no RST) would
+        // hang a pull forever; bounding each response body instead is harmless for blobs,
+        // which resume with a Range request where the cut happened.
+        .timeout_recv_body(Some(BODY_TIMEOUT))
         .user_agent(concat!("shoal/", env!("CARGO_PKG_VERSION")))
         .build()
         .into())

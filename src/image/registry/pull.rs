@@ -34,7 +34,7 @@ const MAX_MANIFEST: u64 = 4 << 20;
 const MAX_CONFIG: u64 = 16 << 20;
 /// Parallel layer downloads (docker's default).
 const PARALLEL_LAYERS: usize = 3;
-/// Reconnects allowed per blob after the connection drops.
+/// Reconnects in a row without receiving a byte before a blob download gives up.
 const MAX_RESUMES: u32 = 8;
 
 /// What to pull and how.
@@ -177,13 +177,17 @@ fn get_manifest(
         200 => {}
         401 | 403 | 404 => {
             let text = error_text(&mut resp);
-            return Err(RegistryError::new(
-                404,
+            // docker's wording: a missing tag in a repository that exists vs. a repository
+            // that is missing or private.
+            let message = if text.starts_with("manifest unknown") {
+                format!("manifest for {reference} not found: {text}")
+            } else {
                 format!(
                     "pull access denied for {}, repository does not exist or may require 'docker login': {text}",
                     reference.familiar_repository()
-                ),
-            ));
+                )
+            };
+            return Err(RegistryError::new(404, message));
         }
         s => {
             let text = error_text(&mut resp);
@@ -385,7 +389,7 @@ impl BlobReader<'_> {
             return Err(io::Error::new(
                 err.kind(),
                 format!(
-                    "download of {} failed after {} bytes and {MAX_RESUMES} resumes: {err}",
+                    "download of {} failed at byte {} after {MAX_RESUMES} attempts in a row: {err}",
                     self.digest, self.offset
                 ),
             ));
@@ -422,6 +426,8 @@ impl Read for BlobReader<'_> {
                 }
                 Ok(n) => {
                     self.offset += n as u64;
+                    // Progress was made: the budget is for failures in a row.
+                    self.resumes = 0;
                     if self.offset > self.size {
                         return Err(io::Error::new(
                             io::ErrorKind::InvalidData,
