@@ -927,6 +927,9 @@ fn docker_cli_pulls_and_pushes_through_shoal() {
     layout.finish("v1");
     let remote = format!("{}/test/busybox:v1", reg.addr());
     skopeo_push(&lab.dir.join("layout"), "v1", &format!("docker://{remote}"), &[]);
+    // docker login goes through POST /auth (the registry here accepts anyone).
+    let out = lab.docker_ok(&["login", "-u", "anyone", "-p", "pw", &reg.addr()]);
+    assert!(out.contains("Login Succeeded"), "{out}");
     let out = lab.docker_ok(&["pull", &remote]);
     assert!(out.contains("Downloaded newer image"), "{out}");
     let images = lab.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);

@@ -3,7 +3,8 @@
 #   tests/bench/run.sh
 # Prints binary size (static, stripped), container start latency of the whole
 # client → daemon → container → exit path against crun and runc measured in the same run,
-# daemon idle RSS and shim RSS per container. Runs in a throwaway network namespace.
+# daemon idle RSS and shim RSS per container, and a pull of a multi-layer image from a
+# loopback docker-registry against `skopeo copy` of it. Runs in a throwaway network namespace.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/lib/deps.sh
@@ -102,7 +103,7 @@ mk_layer() { # dir → appends one gzip layer of that directory
 }
 mkdir -p "$work/L1" && tar -C "$work/L1" -xf "$work/busybox.tar" && mk_layer "$work/L1"
 for i in 2 3 4; do mkdir -p "$work/L$i"; head -c 8M /dev/urandom >"$work/L$i/random"; mk_layer "$work/L$i"; done
-mkdir -p "$work/L5" && cp -r /usr/share/doc "$work/L5/doc" 2>/dev/null; mk_layer "$work/L5"
+mkdir -p "$work/L5" && seq 1 3000000 >"$work/L5/numbers" && mk_layer "$work/L5"
 printf '{"architecture":"amd64","os":"linux","config":{"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":[%s]}}' "$diffs_json" >"$work/config.json"
 cfg=$(blob "$work/config.json")
 printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%d},"layers":[%s]}' \
@@ -116,7 +117,7 @@ nsenter --net=/run/netns/"$ns" skopeo copy -q --dest-tls-verify=false "oci:$work
 pull_bytes=$(du -cb "$work"/oci/blobs/sha256/* | tail -1 | cut -f1)
 in_ns="nsenter --net=/run/netns/$ns"
 hyperfine -N --warmup 1 --runs "${SHOAL_BENCH_PULL_RUNS:-5}" --export-json "$work/pull.json" \
-    --prepare "$bin rmi -f 127.0.0.1:5055/bench/multi:v1" -n shoal-pull "$in_ns $bin pull -q 127.0.0.1:5055/bench/multi:v1" \
+    --prepare "sh -c '$bin rmi -f 127.0.0.1:5055/bench/multi:v1 >/dev/null 2>&1; true'" -n shoal-pull "$in_ns $bin pull -q 127.0.0.1:5055/bench/multi:v1" \
     --prepare "rm -rf $work/skopeo-dir" -n skopeo-copy "$in_ns skopeo copy -q --src-tls-verify=false docker://127.0.0.1:5055/bench/multi:v1 dir:$work/skopeo-dir" \
     >"$work/hyperfine-pull.txt"
 pull_ms=$(jq -r '.results[] | select(.command=="shoal-pull") | .median' "$work/pull.json" | awk '{printf "%.0f", $1*1000}')
