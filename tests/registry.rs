@@ -50,6 +50,7 @@ fn sha256_hex(b: &[u8]) -> String {
 struct Registry {
     child: Child,
     port: u16,
+    ip: String,
     dir: PathBuf,
 }
 
@@ -58,12 +59,18 @@ struct RegistryOpts<'a> {
     htpasswd: Option<&'a Path>,
 }
 
+const LOOPBACK: &str = "127.0.0.1";
+
 impl Registry {
     fn start(dir: &Path, opts: RegistryOpts<'_>) -> Registry {
+        Registry::start_on(LOOPBACK, dir, opts)
+    }
+
+    fn start_on(ip: &str, dir: &Path, opts: RegistryOpts<'_>) -> Registry {
         let port = free_port();
         std::fs::create_dir_all(dir.join("data")).unwrap();
         let mut cfg = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {ip}:{port}\n",
             dir.join("data").display()
         );
         if let Some((cert, key)) = opts.tls {
@@ -89,7 +96,7 @@ impl Registry {
             .spawn()
             .expect("docker-registry (Debian package docker-registry)");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect((ip, port)).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "registry did not start: {}",
@@ -100,12 +107,13 @@ impl Registry {
         Registry {
             child,
             port,
+            ip: ip.to_string(),
             dir: dir.to_path_buf(),
         }
     }
 
     fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 }
 
@@ -1126,6 +1134,7 @@ fn bearer_token_auth_through_a_token_server() {
         Registry {
             child,
             port,
+            ip: LOOPBACK.to_string(),
             dir: reg_dir.clone(),
         }
     };
@@ -1224,4 +1233,42 @@ fn concurrent_pulls_of_the_same_layers_download_them_once() {
     );
     assert_eq!(lab.ok(&["images", "-q"]).lines().count(), 1);
     assert_no_leftovers(&lab);
+}
+
+#[test]
+fn plain_http_only_for_insecure_registries() {
+    if tools_missing() {
+        return;
+    }
+    let mut lab = Lab::new("reg-insecure");
+    enter_netns(&lab);
+    // A LAN-like address on the lab's own loopback device (inside its namespace).
+    let out = lab.in_netns(&["ip", "addr", "add", "10.77.0.1/32", "dev", "lo"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reg = Registry::start_on(
+        "10.77.0.1",
+        &lab.dir.join("registry"),
+        RegistryOpts {
+            tls: None,
+            htpasswd: None,
+        },
+    );
+    let remote = format!("{}/lan/bb:v1", reg.addr());
+    lab.ok(&["tag", "busybox", &remote]);
+    let out = lab.shoal(&["push", &remote]);
+    assert!(
+        !out.status.success(),
+        "plain HTTP to a registry not listed as insecure"
+    );
+    assert!(stderr(&out).contains("insecure-registries"), "{}", stderr(&out));
+    lab.kill_daemon();
+    lab.daemon_args = vec!["--insecure-registry".into(), "10.77.0.0/16".into()];
+    lab.start_daemon();
+    lab.ok(&["push", &remote]);
+    lab.ok(&["rmi", &remote]);
+    lab.ok(&["pull", &remote]);
+    assert_eq!(
+        lab.ok(&["run", "--rm", &remote, "cat", "/etc/image-name"]),
+        "busybox"
+    );
 }

@@ -319,6 +319,17 @@ mod tests {
     }
 
     #[test]
+    fn registry_settings() {
+        let c = parse(
+            "insecure_registries = \"reg.lan:5000, 10.0.0.0/8,\"\nregistry_certs_dir = \"/etc/certs.d\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.insecure_registries, ["reg.lan:5000", "10.0.0.0/8"]);
+        assert_eq!(c.registry_certs_dir, Some(PathBuf::from("/etc/certs.d")));
+        assert!(parse("insecure_registries = 5").unwrap_err().contains("line 1"));
+    }
+
+    #[test]
     fn hash_inside_strings_is_not_a_comment() {
         let c = parse("cgroup_parent = \"a#b\" # c").unwrap();
         assert_eq!(c.cgroup_parent, "a#b");
