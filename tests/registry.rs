@@ -391,14 +391,33 @@ fn pull_run_and_push_round_trip_with_skopeo() {
         .map(|v| v.as_str().unwrap().to_string())
         .collect();
     assert_eq!(info["Layers"].as_array().unwrap().len(), 2);
-    for (l, d) in info["Layers"].as_array().unwrap().iter().zip(&diff_ids) {
+    assert_eq!(cfg["rootfs"]["diff_ids"], serde_json::json!(diff_ids));
+    // skopeo copies the pushed image out and its blobs check out against the manifest.
+    let copied = lab.dir.join("copied");
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{pushed}"),
+        &format!("dir:{}", copied.display()),
+    ]);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(copied.join("manifest.json")).unwrap()).unwrap();
+    for (layer, diff_id) in manifest["layers"].as_array().unwrap().iter().zip(&diff_ids) {
+        assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
+        let digest = layer["digest"].as_str().unwrap();
+        let blob = std::fs::read(copied.join(digest.trim_start_matches("sha256:"))).unwrap();
+        assert_eq!(format!("sha256:{}", sha256_hex(&blob)), digest);
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(&blob[..])
+            .read_to_end(&mut tar)
+            .unwrap();
         assert_eq!(
-            l.as_str().unwrap(),
-            d,
-            "layers are pushed as their uncompressed tars"
+            &format!("sha256:{}", sha256_hex(&tar)),
+            diff_id,
+            "the gzip blob holds the layer's exact tar"
         );
     }
-    assert_eq!(cfg["rootfs"]["diff_ids"], serde_json::json!(diff_ids));
     // A second push finds every blob already there.
     let out = lab.ok(&["push", &pushed]);
     assert_eq!(out.matches("Layer already exists").count(), 2, "{out}");

@@ -1,21 +1,35 @@
-//! `docker push`: layers as blobs (skipped when the registry has them), the config, then an
-//! OCI manifest under the tag.
+//! `docker push`: layers as gzip blobs (skipped when the registry has them), the config,
+//! then an OCI manifest under the tag.
 //!
-//! The store keeps layers unpacked, not their original compressed blobs, so a layer is sent
-//! as the uncompressed tar rebuilt byte for byte from the unpacked files (its digest is the
-//! diff id, known before upload, so the existence check works and nothing is staged on
-//! disk). That trades bandwidth for flash and CPU: no temporary compressed copy.
+//! The store keeps layers unpacked, not their original compressed blobs, so a layer blob is
+//! made again: the tar rebuilt byte for byte from the unpacked files, gzipped. Nothing is
+//! staged on disk: one pass compresses into a hasher to learn the digest and size (needed
+//! for the existence check and the upload's Content-Length), a second pass compresses again
+//! while uploading. Both run the same code over the same input chunks, so the bytes are
+//! identical; the registry checks the digest anyway. Digests are remembered per diff id for
+//! the daemon's lifetime, so pushing again skips the first pass.
 
 use super::client::{error_text, Session};
-use super::manifest::{Descriptor, OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST};
+use super::manifest::{Descriptor, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
 use super::{short_id, Progress, RegistryConfig, RegistryError};
 use crate::image::layer::{self, TarRebuilder};
 use crate::image::reference::Reference;
 use crate::image::store::{hex_of, ImageStore};
+use flate2::write::GzEncoder;
+use flate2::Compression;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use std::io::{self, Read};
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Level 1: most of the size gain of gzip at a fraction of its CPU, which matters on boards.
+const GZIP_LEVEL: u32 = 1;
+
+/// diff id → (gzip blob digest, size) of layers compressed since the daemon started.
+static GZIP_DIGESTS: Mutex<Option<HashMap<String, (String, u64)>>> = Mutex::new(None);
 
 /// Push the local image tagged `reference` (which names the registry and repository).
 /// Returns the manifest digest.
@@ -45,11 +59,12 @@ pub fn push(
     let mut layers = Vec::new();
     for diff_id in &image.layers {
         progress(json!({ "status": "Preparing", "progressDetail": {}, "id": short_id(diff_id) }));
-        let dir = store.layer_path(hex_of(diff_id));
-        let size = TarRebuilder::open(&dir)?.tar_size();
+    }
+    for diff_id in &image.layers {
+        let (digest, size) = gzip_digest(diff_id, &store.layer_path(hex_of(diff_id)))?;
         layers.push(Descriptor {
-            media_type: OCI_LAYER_TAR.into(),
-            digest: diff_id.clone(),
+            media_type: OCI_LAYER_GZIP.into(),
+            digest,
             size,
             ..Default::default()
         });
@@ -60,9 +75,9 @@ pub fn push(
             progress(json!({ "status": "Layer already exists", "progressDetail": {}, "id": id }));
             continue;
         }
-        let rebuilder = TarRebuilder::open(&store.layer_path(hex_of(diff_id)))?;
+        let gz = GzipStream::open(&store.layer_path(hex_of(diff_id)))?;
         let mut reader = Counting {
-            inner: rebuilder,
+            inner: gz,
             sent: 0,
             total: desc.size,
             id: &id,
@@ -174,6 +189,84 @@ impl<R: Read> Read for Counting<'_, R> {
                 "id": self.id,
             }));
         }
+        Ok(n)
+    }
+}
+
+/// The gzip blob digest and size of a layer, computed once per daemon run.
+fn gzip_digest(diff_id: &str, dir: &Path) -> io::Result<(String, u64)> {
+    if let Some(known) = GZIP_DIGESTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(diff_id).cloned())
+    {
+        return Ok(known);
+    }
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut gz = GzipStream::open(dir)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = gz.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    let result = (layer::digest_string(hasher), size);
+    GZIP_DIGESTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(diff_id.to_string(), result.clone());
+    Ok(result)
+}
+
+/// A layer's tar rebuilt and gzipped as a reader. The input is fed to the encoder in fixed
+/// chunks, so two streams over the same layer yield the same bytes.
+struct GzipStream {
+    source: TarRebuilder,
+    encoder: Option<GzEncoder<Vec<u8>>>,
+    out: Vec<u8>,
+    served: usize,
+    chunk: Vec<u8>,
+}
+
+impl GzipStream {
+    fn open(dir: &Path) -> io::Result<GzipStream> {
+        Ok(GzipStream {
+            source: TarRebuilder::open(dir)?,
+            encoder: Some(GzEncoder::new(Vec::new(), Compression::new(GZIP_LEVEL))),
+            out: Vec::new(),
+            served: 0,
+            chunk: vec![0u8; 64 * 1024],
+        })
+    }
+}
+
+impl Read for GzipStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.served == self.out.len() {
+            let Some(encoder) = self.encoder.as_mut() else {
+                return Ok(0);
+            };
+            self.out.clear();
+            self.served = 0;
+            let n = self.source.read(&mut self.chunk)?;
+            if n == 0 {
+                if let Some(encoder) = self.encoder.take() {
+                    self.out = encoder.finish()?;
+                }
+            } else {
+                encoder.write_all(&self.chunk[..n])?;
+                self.out.append(encoder.get_mut());
+            }
+        }
+        let n = buf.len().min(self.out.len() - self.served);
+        buf[..n].copy_from_slice(&self.out[self.served..self.served + n]);
+        self.served += n;
         Ok(n)
     }
 }
