@@ -1226,6 +1226,8 @@ Common Commands:
   exec        Execute a command in a running container
   ps          List containers
   images      List images
+  pull        Download an image from a registry
+  push        Upload an image to a registry
   logs        Fetch the logs of a container
   version     Show the shoal version information
   info        Display system-wide information
@@ -1236,7 +1238,7 @@ Management Commands:
   network     Manage networks (and `port CONTAINER` lists published ports)
 
 Commands:
-  attach create inspect kill load import rename restart rm rmi start stats stop tag top wait
+  attach create inspect kill load import login logout rename restart rm rmi start stats stop tag top wait
 
 Daemon:
   daemon      Run the daemon in the foreground
