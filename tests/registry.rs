@@ -1291,3 +1291,160 @@ fn plain_http_only_for_insecure_registries() {
         "busybox"
     );
 }
+
+/// Reads one HTTP request head (up to the blank line); None at EOF.
+fn read_head(conn: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// In front of a registry: blob GETs are answered with a redirect to a blob server on
+/// another port (like a registry handing out storage URLs); everything else is forwarded.
+/// The blob server serves the layout's blobs and records whether requests carried
+/// Authorization.
+struct Redirector {
+    port: u16,
+    blob_requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Redirector {
+    fn start(upstream: u16, blobs: PathBuf) -> Redirector {
+        let blob_server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let blob_port = blob_server.local_addr().unwrap().port();
+        let blob_requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen = blob_requests.clone();
+        std::thread::spawn(move || {
+            for conn in blob_server.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let Some(head) = read_head(&mut conn) else {
+                    continue;
+                };
+                seen.lock().unwrap().push(head.clone());
+                let path = head.split_whitespace().nth(1).unwrap_or("");
+                let hex = path.rsplit("sha256:").next().unwrap_or("");
+                let resp = match std::fs::read(blobs.join(hex)) {
+                    Ok(data) => {
+                        let mut r = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            data.len()
+                        )
+                        .into_bytes();
+                        r.extend_from_slice(&data);
+                        r
+                    }
+                    Err(_) => {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+                    }
+                };
+                let _ = conn.write_all(&resp);
+            }
+        });
+        let front = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = front.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in front.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                std::thread::spawn(move || {
+                    while let Some(head) = read_head(&mut conn) {
+                        let mut words = head.split_whitespace();
+                        let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                        if method == "GET" && path.contains("/blobs/sha256:") {
+                            let digest = path.rsplit('/').next().unwrap_or("");
+                            let redirect = format!(
+                                "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{blob_port}/storage/{digest}\r\nContent-Length: 0\r\n\r\n"
+                            );
+                            if conn.write_all(redirect.as_bytes()).is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        // Forward one request on its own upstream connection, then close.
+                        let head = head.replacen("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1);
+                        let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                            return;
+                        };
+                        let _ = up.write_all(head.as_bytes());
+                        let _ = std::io::copy(&mut up, &mut conn);
+                        return;
+                    }
+                });
+            }
+        });
+        Redirector { port, blob_requests }
+    }
+}
+
+#[test]
+fn blob_redirects_are_followed_without_credentials() {
+    if tools_missing() || (!have("htpasswd") && skip("htpasswd (apache2-utils) is needed")) {
+        return;
+    }
+    let lab = Lab::bare("reg-redirect");
+    enter_netns(&lab);
+    let htpasswd = lab.dir.join("htpasswd");
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", "carol", "pw"])
+        .output()
+        .unwrap();
+    std::fs::write(&htpasswd, &out.stdout).unwrap();
+    let reg = Registry::start(
+        &lab.dir.join("registry"),
+        RegistryOpts {
+            tls: None,
+            htpasswd: Some(&htpasswd),
+        },
+    );
+    let mut layout = Layout::new(&lab.dir.join("layout"));
+    layout.image(&[busybox_rootfs()], "amd64", None);
+    layout.finish("v1");
+    skopeo_push(
+        &lab.dir.join("layout"),
+        "v1",
+        &format!("docker://{}/test/redir:v1", reg.addr()),
+        &["--dest-creds", "carol:pw"],
+    );
+    let front = Redirector::start(reg.port, lab.dir.join("layout/blobs/sha256"));
+    let remote = format!("127.0.0.1:{}/test/redir:v1", front.port);
+    let docker_config = lab.dir.join("docker-config");
+    let cli = |args: &[&str], input: &[u8]| {
+        harness::run_with_input(
+            Command::new(BIN)
+                .arg("-H")
+                .arg(lab.host())
+                .args(args)
+                .env("DOCKER_CONFIG", &docker_config),
+            input,
+        )
+    };
+    let login = format!("127.0.0.1:{}", front.port);
+    let out = cli(&["login", "-u", "carol", "--password-stdin", &login], b"pw\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cli(&["pull", &remote], b"");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stderr(&out),
+        tail(&lab.daemon_log(), 20)
+    );
+    let requests = front.blob_requests.lock().unwrap().clone();
+    assert_eq!(
+        requests.len(),
+        2,
+        "the config and the layer came from the blob server: {requests:?}"
+    );
+    for r in &requests {
+        assert!(
+            !r.to_ascii_lowercase().contains("authorization:"),
+            "credentials leaked to another host:\n{r}"
+        );
+    }
+    let out = cli(&["run", "--rm", &remote, "cat", "/etc/image-name"], b"");
+    assert_eq!(stdout(&out), "busybox", "{}", stderr(&out));
+}
