@@ -243,18 +243,22 @@ static IN_FLIGHT_DONE: Condvar = Condvar::new();
 struct Claim(String);
 
 impl Claim {
-    /// Returns the claim and whether another pull had it first.
-    fn take(digest: &str, on_wait: impl FnOnce()) -> (Claim, bool) {
-        let mut set = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
-        let waited = set.contains(digest);
-        if waited {
+    /// Wait until no other pull holds `digest` (calling `on_wait` if one does), then hold it.
+    fn take(digest: &str, on_wait: impl FnOnce()) -> Claim {
+        let busy = IN_FLIGHT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(digest);
+        if busy {
+            // Outside the lock: reporting writes to a client that may be slow.
             on_wait();
         }
+        let mut set = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
         while set.contains(digest) {
             set = IN_FLIGHT_DONE.wait(set).unwrap_or_else(|p| p.into_inner());
         }
         set.insert(digest.to_string());
-        (Claim(digest.to_string()), waited)
+        Claim(digest.to_string())
     }
 }
 
@@ -289,10 +293,11 @@ fn fetch_layer<'s>(
         progress(json!({ "status": "Already exists", "progressDetail": {}, "id": id }));
         return Ok(pins);
     }
-    let (claim, waited) = Claim::take(&desc.digest, || {
+    let claim = Claim::take(&desc.digest, || {
         progress(json!({ "status": "Waiting", "progressDetail": {}, "id": id }))
     });
-    if waited && present(&mut pins) {
+    // Another pull may have placed it meanwhile (it had the claim, or finished just before).
+    if present(&mut pins) {
         progress(json!({ "status": "Download complete", "progressDetail": {}, "id": id }));
         progress(json!({ "status": "Pull complete", "progressDetail": {}, "id": id }));
         return Ok(pins);
