@@ -51,7 +51,6 @@ struct Registry {
     child: Child,
     port: u16,
     ip: String,
-    dir: PathBuf,
 }
 
 struct RegistryOpts<'a> {
@@ -95,21 +94,22 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("docker-registry (Debian package docker-registry)");
+        // Built first so that its Drop stops the process if it never comes up.
+        let registry = Registry {
+            child,
+            port,
+            ip: ip.to_string(),
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect((ip, port)).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "registry did not start: {}",
+                "registry did not start on {ip}:{port}: {}",
                 std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Registry {
-            child,
-            port,
-            ip: ip.to_string(),
-            dir: dir.to_path_buf(),
-        }
+        registry
     }
 
     fn addr(&self) -> String {
@@ -121,7 +121,6 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = &self.dir;
     }
 }
 
@@ -667,7 +666,6 @@ struct Proxy {
     port: u16,
     log: Arc<Mutex<Vec<u8>>>,
     cut_after: Arc<AtomicU64>,
-    bytes_per_sec: u64,
     stop: Arc<AtomicBool>,
 }
 
@@ -679,7 +677,6 @@ impl Proxy {
             port,
             log: Arc::default(),
             cut_after: Arc::new(AtomicU64::new(cut_after)),
-            bytes_per_sec,
             stop: Arc::default(),
         };
         let (log, cut, stop, rate) = (p.log.clone(), p.cut_after.clone(), p.stop.clone(), bytes_per_sec);
@@ -753,7 +750,6 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = TcpStream::connect(("127.0.0.1", self.port));
-        let _ = self.bytes_per_sec;
     }
 }
 
@@ -1145,17 +1141,17 @@ fn bearer_token_auth_through_a_token_server() {
             .stderr(log)
             .spawn()
             .unwrap();
+        let registry = Registry {
+            child,
+            port,
+            ip: LOOPBACK.to_string(),
+        };
         assert!(harness::eventually(20, || TcpStream::connect((
             "127.0.0.1",
             port
         ))
         .is_ok()));
-        Registry {
-            child,
-            port,
-            ip: LOOPBACK.to_string(),
-            dir: reg_dir.clone(),
-        }
+        registry
     };
     let remote = format!("{}/team/bb:v1", reg.addr());
     let docker_config = lab.dir.join("docker-config");
