@@ -635,6 +635,12 @@ fn https_with_basic_auth_login_and_logout() {
     );
     let out = cli(&["run", "--rm", &remote, "cat", "/etc/image-name"], b"");
     assert_eq!(stdout(&out), "busybox", "{}", stderr(&out));
+    // The real docker CLI reads the same config.json and sends X-Registry-Auth from it.
+    if harness::have_docker() {
+        assert!(cli(&["rmi", &remote], b"").status.success());
+        let out = lab.docker_ok(&["pull", &remote]);
+        assert!(out.contains("Downloaded newer image"), "{out}");
+    }
     // Push with the stored login.
     let pushed = format!("{}/private/copy:v1", reg.addr());
     assert!(cli(&["tag", &remote, &pushed], b"").status.success());
