@@ -243,8 +243,21 @@ impl Client {
 
     /// Send a request and return the head with a reader for the body as it arrives.
     pub fn stream(&self, method: &str, path: &str, body: Body<'_>) -> Result<StreamingResponse, ClientError> {
+        self.stream_with(method, path, body, &[])
+    }
+
+    /// [`Client::stream`] with extra request headers (`X-Registry-Auth`).
+    pub fn stream_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Body<'_>,
+        headers: &[(&str, &str)],
+    ) -> Result<StreamingResponse, ClientError> {
         let mut conn = self.connect()?;
-        write_request(&mut conn, method, path, body, &[("Connection", "close")])?;
+        let mut all = vec![("Connection", "close")];
+        all.extend_from_slice(headers);
+        write_request(&mut conn, method, path, body, &all)?;
         let mut reader = BufReader::new(conn);
         let head = read_head(&mut reader)?;
         let body = body_reader(method, &head, reader)?;

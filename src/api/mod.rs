@@ -7,6 +7,7 @@ pub mod detach;
 pub mod events;
 pub mod http;
 pub mod networks;
+pub mod registry;
 pub mod render;
 pub mod routes;
 pub mod streams;

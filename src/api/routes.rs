@@ -41,6 +41,9 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
             return r;
         }
     }
+    if let Some(r) = super::registry::route(engine, req, &method, &segs) {
+        return r;
+    }
     match (method.as_str(), segs.as_slice()) {
         ("GET" | "HEAD", ["_ping"]) => {
             req.respond_raw(200, "text/plain; charset=utf-8", b"OK");

@@ -1364,6 +1364,8 @@ Common Commands:
   exec        Execute a command in a running container
   ps          List containers
   images      List images
+  pull        Download an image from a registry
+  push        Upload an image to a registry
   logs        Fetch the logs of a container
   version     Show the shoal version information
   info        Display system-wide information
@@ -1375,8 +1377,8 @@ Management Commands:
   volume      Manage volumes
 
 Commands:
-  attach commit create export inspect kill load import rename restart rm rmi start stats stop
-  tag top wait
+  attach commit create export inspect kill load import login logout rename restart rm rmi start
+  stats stop tag top wait
 
 Daemon:
   daemon      Run the daemon in the foreground

@@ -319,9 +319,7 @@ fn create(client: &Client, c: &CreateSpec) -> Result<String, ClientError> {
             match pull(client, &c.image, c.quiet) {
                 Ok(()) => client.post(&path, Some(&c.body))?,
                 // A daemon without registry support: the original error says it best.
-                Err(ClientError::Api {
-                    status: 404 | 501, ..
-                }) => return Err(missing),
+                Err(ClientError::Api { status: 501, .. }) => return Err(missing),
                 Err(e) => return Err(e),
             }
         }
@@ -349,37 +347,10 @@ fn full_reference(image: &str) -> String {
     }
 }
 
-/// POST /images/create?fromImage=: progress goes to stderr as docker prints it.
+/// POST /images/create?fromImage= with the stored login; progress goes to stderr as docker
+/// prints it.
 fn pull(client: &Client, image: &str, quiet: bool) -> Result<(), ClientError> {
-    let q = if image.contains('@') {
-        query(&[("fromImage", image.to_string())])
-    } else {
-        let (repo, tag) = split_repo_tag(image);
-        let tag = if tag.is_empty() { "latest".to_string() } else { tag };
-        query(&[("fromImage", repo), ("tag", tag)])
-    };
-    let resp = client.request("POST", &format!("/images/create{q}"), Body::Empty)?;
-    for msg in serde_json::Deserializer::from_slice(&resp.body).into_iter::<Value>() {
-        let Ok(msg) = msg else { break };
-        if let Some(err) = msg.get("error").and_then(Value::as_str) {
-            return Err(ClientError::Api {
-                status: 500,
-                message: err.to_string(),
-            });
-        }
-        if quiet {
-            continue;
-        }
-        match (
-            msg.get("id").and_then(Value::as_str),
-            msg.get("status").and_then(Value::as_str),
-        ) {
-            (Some(id), Some(status)) => eprintln!("{id}: {status}"),
-            (None, Some(status)) => eprintln!("{status}"),
-            _ => {}
-        }
-    }
-    Ok(())
+    super::registry::pull(client, image, None, quiet, true)
 }
 
 fn detach_keys(spec: Option<&str>) -> Result<Vec<u8>, CmdError> {

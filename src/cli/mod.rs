@@ -11,6 +11,7 @@ pub mod commands;
 pub mod events;
 pub mod format;
 pub mod network;
+pub mod registry;
 pub mod session;
 pub mod tables;
 pub mod template;
@@ -29,6 +30,9 @@ pub fn main(argv: &[String]) -> i32 {
         return code;
     }
     if let Some(code) = events::main(argv) {
+        return code;
+    }
+    if let Some(code) = registry::main(argv) {
         return code;
     }
     let env = |k: &str| std::env::var(k).ok();

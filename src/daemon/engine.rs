@@ -32,6 +32,8 @@ pub struct EngineConfig {
     pub bip: Option<String>,
     /// `--dns`: the embedded DNS's upstream servers (empty: those of /etc/resolv.conf).
     pub dns: Vec<std::net::IpAddr>,
+    /// Insecure registries and extra CAs for pulls and pushes.
+    pub registry: crate::image::registry::RegistryConfig,
 }
 
 /// One container: its directory, its record and the condvar announcing changes.

@@ -46,6 +46,12 @@ struct DaemonArgs {
     /// serve the admin page on ADDR:PORT (off unless set; conventionally 0.0.0.0:2380)
     #[argh(option)]
     admin_addr: Option<String>,
+    /// a registry (host:port or IPv4 CIDR) that may be reached over plain HTTP (repeatable)
+    #[argh(option)]
+    insecure_registry: Vec<String>,
+    /// directory of per-registry CA certificates, <dir>/<host:port>/*.crt (default /etc/shoal/certs.d)
+    #[argh(option)]
+    registry_certs_dir: Option<PathBuf>,
 }
 
 /// What the daemon runs with: built-in defaults, then the config file, then flags.
@@ -58,6 +64,7 @@ struct Settings {
     dns: Vec<std::net::IpAddr>,
     admin_addr: Option<String>,
     admin_token: Option<String>,
+    registry: crate::image::registry::RegistryConfig,
 }
 
 fn settings(args: DaemonArgs) -> Result<Settings, String> {
@@ -81,6 +88,17 @@ fn settings(args: DaemonArgs) -> Result<Settings, String> {
         dns: if args.dns.is_empty() { file.dns } else { args.dns },
         admin_addr,
         admin_token: file.admin_token,
+        registry: {
+            let mut r = crate::image::registry::RegistryConfig {
+                insecure: file.insecure_registries.clone(),
+                ..Default::default()
+            };
+            r.insecure.extend(args.insecure_registry);
+            if let Some(dir) = args.registry_certs_dir.or(file.registry_certs_dir.clone()) {
+                r.certs_dir = dir;
+            }
+            r
+        },
     })
 }
 
@@ -126,6 +144,7 @@ fn run(args: Settings) -> Result<(), String> {
         cgroup_parent: args.cgroup_parent.clone(),
         bip: args.bip.clone(),
         dns: args.dns.clone(),
+        registry: args.registry.clone(),
     };
     let engine =
         Engine::open(config).map_err(|e| format!("opening state in {}: {e}", args.root.display()))?;

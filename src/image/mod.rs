@@ -20,8 +20,9 @@
 //!   `open` collects; never a half-written image or tag.
 //! - Layer paths never escape their layer directory (see `entry_path`, `layer`).
 //!
-//! Registry pulls (later) fit the same shape: download into `tmp/`, verify, rename; a partial
-//! blob for Range resumption would live beside `tmp/` in a directory `open` keeps.
+//! Registry pulls (`registry`) fit the same shape: each blob streams into the unpacker under
+//! `tmp/` and is renamed into place once verified; a dropped connection resumes with a Range
+//! request into the same unpacker, so no blob is ever stored whole.
 
 mod archive;
 pub mod build;
@@ -31,6 +32,7 @@ pub mod entry_path;
 mod error;
 pub mod layer;
 pub mod reference;
+pub mod registry;
 mod store;
 
 pub use config::{ConfigFile, History, ImageConfig};

@@ -34,6 +34,11 @@ pub struct FileConfig {
     pub admin_addr: Option<String>,
     /// The admin page's token (`admin_token`) instead of the generated one.
     pub admin_token: Option<String>,
+    /// Registries reachable over plain HTTP, comma-separated host[:port] or CIDR
+    /// (`insecure_registries`).
+    pub insecure_registries: Vec<String>,
+    /// Per-registry CA certificates, `<dir>/<host:port>/*.crt` (`registry_certs_dir`).
+    pub registry_certs_dir: Option<PathBuf>,
 }
 
 /// Where `shoal daemon` and `shoal init` look when no `--config` is given.
@@ -53,6 +58,8 @@ impl Default for FileConfig {
             dns: Vec::new(),
             admin_addr: None,
             admin_token: None,
+            insecure_registries: Vec::new(),
+            registry_certs_dir: None,
         }
     }
 }
@@ -111,6 +118,17 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
                 config.socket = absolute(&s).map_err(|e| format!("line {line}: {e}"))?
             }
             ("cgroup_parent", Value::Str(s)) => config.cgroup_parent = s,
+            ("insecure_registries", Value::Str(s)) => {
+                config.insecure_registries = s
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
+            ("registry_certs_dir", Value::Str(s)) => {
+                config.registry_certs_dir = Some(absolute(&s).map_err(|e| format!("line {line}: {e}"))?)
+            }
             ("log_level", Value::Str(s)) => {
                 if !matches!(s.as_str(), "error" | "warn" | "info" | "debug") {
                     return Err(format!(
@@ -148,8 +166,18 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
                 config.preload_dir = absolute(&s).map_err(|e| format!("line {line}: {e}"))?
             }
             (
-                "root" | "socket" | "cgroup_parent" | "log_level" | "dns" | "init.hostname"
-                | "init.data_device" | "init.preload_dir" | "admin_addr" | "admin_token",
+                "root"
+                | "socket"
+                | "cgroup_parent"
+                | "log_level"
+                | "dns"
+                | "init.hostname"
+                | "init.data_device"
+                | "init.preload_dir"
+                | "admin_addr"
+                | "admin_token"
+                | "insecure_registries"
+                | "registry_certs_dir",
                 _,
             ) => return Err(at("a string")),
             ("stop_timeout", _) => return Err(at("an integer")),
@@ -346,6 +374,17 @@ mod tests {
         assert!(err.contains("line 1") && err.contains("ADDR:PORT"), "{err}");
         let err = parse("admin_token = \"short\"").unwrap_err();
         assert!(err.contains("at least 16"), "{err}");
+    }
+
+    #[test]
+    fn registry_settings() {
+        let c = parse(
+            "insecure_registries = \"reg.lan:5000, 10.0.0.0/8,\"\nregistry_certs_dir = \"/etc/certs.d\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.insecure_registries, ["reg.lan:5000", "10.0.0.0/8"]);
+        assert_eq!(c.registry_certs_dir, Some(PathBuf::from("/etc/certs.d")));
+        assert!(parse("insecure_registries = 5").unwrap_err().contains("line 1"));
     }
 
     #[test]

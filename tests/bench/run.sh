@@ -3,11 +3,12 @@
 #   tests/bench/run.sh
 # Prints binary size (static, stripped), container start latency of the whole
 # client → daemon → container → exit path against crun and runc measured in the same run,
-# daemon idle RSS and shim RSS per container. Runs in a throwaway network namespace.
+# daemon idle RSS and shim RSS per container, and a pull of a multi-layer image from a
+# loopback docker-registry against `skopeo copy` of it. Runs in a throwaway network namespace.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/lib/deps.sh
-apt_install busybox-static iproute2 tar crun runc hyperfine jq
+apt_install busybox-static iproute2 tar crun runc hyperfine jq docker-registry skopeo
 ensure_rust
 
 target=x86_64-unknown-linux-gnu
@@ -24,6 +25,7 @@ cleanup() {
         SHOAL_HOST=unix://$work/shoal.sock "$bin" rm -f "$id" >/dev/null
     done
     [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+    [ -n "${registry_pid:-}" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
     ip netns del "$ns" 2>/dev/null
     find /sys/fs/cgroup -depth -type d -name "shoal-bench-$$" -exec rmdir {} \; 2>/dev/null
     umount -R "$work" 2>/dev/null
@@ -139,6 +141,47 @@ done
 admin_rss0=$(rss_kib "$daemon_pid")
 for _ in $(seq 63); do for p in $admin_pages; do admin_get "$p" >/dev/null; done; done
 admin_rss1=$(rss_kib "$daemon_pid")
+# Pull of a multi-layer image from a loopback docker-registry (inside the netns) against
+# `skopeo copy` of the same image to a local directory, both timed by hyperfine.
+mkdir -p "$work/reg" "$work/oci/blobs/sha256"
+cat >"$work/reg/config.yml" <<REG
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $work/reg/data}}
+http: {addr: 127.0.0.1:5055}
+REG
+nsenter --net=/run/netns/"$ns" docker-registry serve "$work/reg/config.yml" >"$work/reg/log" 2>&1 &
+registry_pid=$!
+blob() { # file → digest; stores it in the layout
+    local d; d=$(sha256sum "$1" | cut -d' ' -f1); cp "$1" "$work/oci/blobs/sha256/$d"; echo "$d"; }
+layers_json=; diffs_json=
+mk_layer() { # dir → appends one gzip layer of that directory
+    tar --numeric-owner -C "$1" -cf "$work/l.tar" . ; gzip -1 -c "$work/l.tar" >"$work/l.tgz"
+    local diff gz size; diff=$(sha256sum "$work/l.tar" | cut -d' ' -f1); gz=$(blob "$work/l.tgz"); size=$(stat -c %s "$work/l.tgz")
+    layers_json="$layers_json${layers_json:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$gz\",\"size\":$size}"
+    diffs_json="$diffs_json${diffs_json:+,}\"sha256:$diff\""
+}
+mkdir -p "$work/L1" && tar -C "$work/L1" -xf "$work/busybox.tar" && mk_layer "$work/L1"
+for i in 2 3 4; do mkdir -p "$work/L$i"; head -c 8M /dev/urandom >"$work/L$i/random"; mk_layer "$work/L$i"; done
+mkdir -p "$work/L5" && seq 1 3000000 >"$work/L5/numbers" && mk_layer "$work/L5"
+printf '{"architecture":"amd64","os":"linux","config":{"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":[%s]}}' "$diffs_json" >"$work/config.json"
+cfg=$(blob "$work/config.json")
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%d},"layers":[%s]}' \
+    "$cfg" "$(stat -c %s "$work/config.json")" "$layers_json" >"$work/manifest.json"
+man=$(blob "$work/manifest.json")
+printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%d,"annotations":{"org.opencontainers.image.ref.name":"bench"}}]}' \
+    "$man" "$(stat -c %s "$work/manifest.json")" >"$work/oci/index.json"
+echo '{"imageLayoutVersion":"1.0.0"}' >"$work/oci/oci-layout"
+for _ in $(seq 100); do nsenter --net=/run/netns/"$ns" sh -c 'exec 3<>/dev/tcp/127.0.0.1/5055' 2>/dev/null && break; sleep 0.1; done
+nsenter --net=/run/netns/"$ns" skopeo copy -q --dest-tls-verify=false "oci:$work/oci:bench" docker://127.0.0.1:5055/bench/multi:v1
+pull_bytes=$(du -cb "$work"/oci/blobs/sha256/* | tail -1 | cut -f1)
+in_ns="nsenter --net=/run/netns/$ns"
+hyperfine -N --warmup 1 --runs "${SHOAL_BENCH_PULL_RUNS:-5}" --export-json "$work/pull.json" \
+    --prepare "sh -c '$bin rmi -f 127.0.0.1:5055/bench/multi:v1 >/dev/null 2>&1; true'" -n shoal-pull "$in_ns $bin pull -q 127.0.0.1:5055/bench/multi:v1" \
+    --prepare "rm -rf $work/skopeo-dir" -n skopeo-copy "$in_ns skopeo copy -q --src-tls-verify=false docker://127.0.0.1:5055/bench/multi:v1 dir:$work/skopeo-dir" \
+    >"$work/hyperfine-pull.txt"
+pull_ms=$(jq -r '.results[] | select(.command=="shoal-pull") | .median' "$work/pull.json" | awk '{printf "%.0f", $1*1000}')
+skopeo_ms=$(jq -r '.results[] | select(.command=="skopeo-copy") | .median' "$work/pull.json" | awk '{printf "%.0f", $1*1000}')
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 echo "shoal benchmark ($(uname -m), $(nproc) cores)"
@@ -155,6 +198,8 @@ printf '%s' "$admin_report"
 printf '    page build goal <= 5 ms, weight goal <= 51200 bytes\n'
 printf '  admin page in use: daemon RSS %d -> %d KiB over 504 requests, growth %d KiB (goal <= 1024)\n' \
     "$admin_rss0" "$admin_rss1" "$((admin_rss1 - admin_rss0))"
+printf '  pull of a 5-layer image (%d MiB of blobs) from a loopback registry (median): shoal %s ms | skopeo copy to dir %s ms, ratio %s (goal <= 1.00)\n' \
+    "$((pull_bytes / 1048576))" "$pull_ms" "$skopeo_ms" "$(ratio "$pull_ms" "$skopeo_ms")"
 
 # Networks: embedded DNS vs dnsmasq, forwarding, published-port throughput (own lab).
 SHOAL_BIN=$bin bash tests/bench/net.sh

@@ -21,7 +21,7 @@ ensure_rust() {
 }
 
 install_test_deps() {
-    apt_install busybox-static iproute2 tar procps kmod crun runc hyperfine dnsutils curl ca-certificates skopeo jq zstd nftables
+    apt_install busybox-static iproute2 tar procps kmod crun runc hyperfine dnsutils curl ca-certificates skopeo jq zstd nftables docker-registry apache2-utils openssl
     # The admin page's browser test drives headless Chromium through chromedriver.
     apt_install chromium chromium-driver
     ensure_rust
