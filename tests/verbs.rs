@@ -109,4 +109,36 @@ fn load_docker_save_archives() {
     let out = lab.shoal_stdin(&["load"], b"not a tar at all");
     assert_ne!(out.status.code(), Some(0));
     assert!(!stderr(&out).is_empty());
+
+    // `shoal save` writes the same kind of archive: to a file with -o, or to a pipe.
+    lab.ok(&["tag", "busybox", "second:1"]);
+    let saved = lab.dir.join("two.tar");
+    lab.ok(&["save", "-o", saved.to_str().unwrap(), "busybox", "second:1"]);
+    let listing = Command::new("tar").arg("-tf").arg(&saved).output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.lines().any(|l| l == "manifest.json"), "{listing}");
+    lab.ok(&["rmi", "busybox", "second:1"]);
+    let manifest = Command::new("tar")
+        .arg("-xOf")
+        .arg(&saved)
+        .arg("manifest.json")
+        .output()
+        .unwrap();
+    let manifest = String::from_utf8_lossy(&manifest.stdout).into_owned();
+    let out = lab.ok(&["image", "load", "-i", saved.to_str().unwrap()]);
+    assert!(
+        out.contains("busybox:latest") && out.contains("second:1"),
+        "{out}\n{manifest}"
+    );
+    let piped = lab.shoal(&["image", "save", "second:1"]);
+    assert!(
+        piped.status.success() && piped.stdout.len() > 100_000,
+        "{}",
+        stderr(&piped)
+    );
+    let missing = lab.shoal(&["save", "-o", saved.to_str().unwrap(), "nosuch:image"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", stderr(&missing));
+    assert!(stderr(&missing).contains("nosuch"), "{}", stderr(&missing));
+    // A failed save leaves the earlier file as it was, no partial file beside it.
+    assert!(saved.exists() && !lab.dir.join("two.tar.part").exists());
 }

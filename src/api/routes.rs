@@ -199,7 +199,11 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
         }
         ("POST", ["images", "create"]) => import_image(engine, req),
         ("GET", ["images", "get"]) => {
-            let names: Vec<String> = req.q("names").map(|n| vec![n.to_string()]).unwrap_or_default();
+            // `names` repeats, one per image (`docker save a b`).
+            let names = req.q_all("names");
+            if names.is_empty() {
+                return Err(ApiError::bad_request("no image names given"));
+            }
             for n in &names {
                 engine.images.resolve(n).map_err(image_error)?;
             }

@@ -377,6 +377,13 @@ pub const VERBS: &[VerbSpec] = &[
         passthrough_after: None,
     },
     VerbSpec {
+        name: "save",
+        usage: "save [OPTIONS] IMAGE [IMAGE...]",
+        flags: &[s('o', "output")],
+        arity: Arity::AtLeast(1),
+        passthrough_after: None,
+    },
+    VerbSpec {
         name: "image-inspect",
         usage: "image inspect [OPTIONS] IMAGE [IMAGE...]",
         flags: &[s('f', "format")],
@@ -1160,6 +1167,18 @@ pub struct CommitFlags {
 
 #[derive(FromArgs, Debug)]
 #[argh(help_triggers("--help"))]
+/// Save one or more images to a tar archive (streamed to STDOUT by default).
+pub struct SaveFlags {
+    /// write to a file, instead of STDOUT
+    #[argh(option, short = 'o')]
+    pub output: Option<String>,
+    /// IMAGE...
+    #[argh(positional)]
+    pub args: Vec<String>,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(help_triggers("--help"))]
 /// Export a container's filesystem as a tar archive.
 pub struct ExportFlags {
     /// write to a file, instead of STDOUT
@@ -1326,6 +1345,10 @@ pub enum Action {
         container: String,
         output: Option<String>,
     },
+    Save {
+        images: Vec<String>,
+        output: Option<String>,
+    },
     Rmi {
         images: Vec<String>,
         force: bool,
@@ -1415,7 +1438,9 @@ fn canonical_verb(group: Option<&str>, word: &str) -> Option<&'static str> {
         (Some("image"), "ls" | "list") => "images",
         (Some("image"), "rm" | "remove") => "rmi",
         (Some("image"), "inspect") => "image-inspect",
-        (Some("image"), w @ ("tag" | "load" | "import" | "build")) => return verb(w).map(|s| s.name),
+        (Some("image"), w @ ("tag" | "load" | "import" | "build" | "save")) => {
+            return verb(w).map(|s| s.name)
+        }
         (Some("container"), w @ ("commit" | "export")) => return verb(w).map(|s| s.name),
         (None, w) if w != "prune" && w != "image-inspect" => return verb(w).map(|s| s.name),
         _ => return None,
@@ -1732,6 +1757,13 @@ fn parse_verb(
                 changes: f.change,
             }
         }
+        "save" => {
+            let f: SaveFlags = argh_parse(spec, &words)?;
+            Action::Save {
+                images: f.args,
+                output: f.output,
+            }
+        }
         "export" => {
             let f: ExportFlags = argh_parse(spec, &words)?;
             Action::Export {
@@ -1789,6 +1821,7 @@ fn help_for(spec: &VerbSpec) -> String {
         "build" => argh_help::<BuildFlags>(spec),
         "commit" => argh_help::<CommitFlags>(spec),
         "export" => argh_help::<ExportFlags>(spec),
+        "save" => argh_help::<SaveFlags>(spec),
         "load" => argh_help::<LoadFlags>(spec),
         "import" => argh_help::<ImportFlags>(spec),
         _ => format!("Usage:  {PROG} {}\n", spec.usage),

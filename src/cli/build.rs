@@ -257,15 +257,29 @@ pub fn export(client: &Client, container: &str, output: Option<&str>) -> Res {
         "/containers/{}/export",
         crate::api::client::query_escape(container)
     );
+    download(client, &path, output)
+}
+
+/// `shoal save`: the images as one `docker save` archive.
+pub fn save(client: &Client, images: &[String], output: Option<&str>) -> Res {
+    let query: Vec<String> = images
+        .iter()
+        .map(|i| format!("names={}", crate::api::client::query_escape(i)))
+        .collect();
+    download(client, &format!("/images/get?{}", query.join("&")), output)
+}
+
+/// Stream a GET response to `output`, or to stdout when it is not a terminal.
+fn download(client: &Client, path: &str, output: Option<&str>) -> Res {
     if output.is_none() && super::term::stdout_is_tty() {
         return Err(fail(
             "cowardly refusing to save to a terminal. Use the -o flag or redirect",
         ));
     }
-    let mut resp = client.stream("GET", &path, Body::Empty)?;
+    let mut resp = client.stream("GET", path, Body::Empty)?;
     match output {
         Some(file) => {
-            // Written beside the target and renamed, so a failed export leaves no partial file.
+            // Written beside the target and renamed, so a failed transfer leaves no partial file.
             let tmp = format!("{file}.part");
             let mut f = fs::File::create(&tmp).map_err(|e| fail(format!("open {file}: {e}")))?;
             io::copy(&mut resp.body, &mut f)?;

@@ -227,6 +227,7 @@ pub fn execute(client: &Client, action: Action) -> Res {
             &changes,
         ),
         Action::Export { container, output } => super::build::export(client, &container, output.as_deref()),
+        Action::Save { images, output } => super::build::save(client, &images, output.as_deref()),
         Action::Load { input, quiet } => load(client, input, quiet),
         Action::Import {
             source,
