@@ -174,7 +174,6 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
             Ok(())
         }
         ("POST", ["images", "load"]) => {
-            let quiet = req.flag("quiet");
             let loaded = engine.images.load(&mut *req).map_err(image_error)?;
             for line in &loaded {
                 // "Loaded image: name:tag" / "Loaded image ID: sha256:..."
@@ -187,12 +186,10 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
                 );
             }
             let mut w = req.stream("application/json")?;
+            // dockerd sends the "Loaded image" lines whether or not `quiet` is set (quiet only
+            // drops progress bars, which shoal does not send).
             for line in loaded {
-                let msg = if quiet {
-                    json!({ "stream": format!("{line}\n") })
-                } else {
-                    json!({ "stream": format!("{line}\n") })
-                };
+                let msg = json!({ "stream": format!("{line}\n") });
                 let _ = std::io::Write::write_all(&mut w, format!("{msg}\n").as_bytes());
             }
             Ok(())
