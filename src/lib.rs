@@ -8,6 +8,7 @@
 pub mod api;
 pub mod cli;
 pub mod cluster;
+pub mod compose;
 pub mod daemon;
 pub mod image;
 pub mod init;

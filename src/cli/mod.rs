@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod compose;
 pub mod format;
 pub mod network;
 pub mod session;
@@ -20,6 +21,9 @@ use crate::api::client::{self, Client, HOST_ENV};
 /// Run a client verb; `args` excludes the program name. Returns the process exit code.
 pub fn main(argv: &[String]) -> i32 {
     if let Some(code) = network::main(argv) {
+        return code;
+    }
+    if let Some(code) = compose::main(argv) {
         return code;
     }
     let env = |k: &str| std::env::var(k).ok();
