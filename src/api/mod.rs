@@ -9,6 +9,7 @@ pub mod render;
 pub mod routes;
 pub mod streams;
 pub mod types;
+pub mod volumes;
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;

@@ -63,7 +63,7 @@ pub fn summary(rec: &Record, now_nanos: i128) -> Value {
         "Status": status_line(rec, now_nanos),
         "HostConfig": { "NetworkMode": network_mode(rec) },
         "NetworkSettings": { "Networks": {} },
-        "Mounts": [],
+        "Mounts": mounts(rec),
     })
 }
 
@@ -72,6 +72,15 @@ fn network_mode(rec: &Record) -> &str {
         "" | "default" => "bridge",
         m => m,
     }
+}
+
+/// `Mounts` as docker shows them (tmpfs from `HostConfig.Tmpfs` left out, as docker does).
+fn mounts(rec: &Record) -> Vec<Value> {
+    rec.mount_points
+        .iter()
+        .filter(|m| !m.hidden)
+        .map(|m| m.to_inspect())
+        .collect()
 }
 
 /// `GET /containers/{id}/json`.
@@ -115,7 +124,7 @@ pub fn inspect(rec: &Record, dir: &std::path::Path) -> Value {
             "Name": "overlay",
             "Data": { "UpperDir": path("upper"), "WorkDir": path("work") },
         },
-        "Mounts": [],
+        "Mounts": mounts(rec),
         "Config": rec.config,
         "NetworkSettings": {
             "Bridge": "",
@@ -189,7 +198,14 @@ pub fn matches(rec: &Record, filters: &BTreeMap<String, Vec<String>>) -> Result<
                         .trim_start_matches("sha256:")
                         .starts_with(v.trim_start_matches("sha256:"))
             }),
-            "health" | "network" | "volume" | "publish" | "expose" | "is-task" | "since" | "before" => true,
+            // A volume's name (a bind's source) or a mount's destination, as docker matches.
+            "volume" => values.iter().any(|v| {
+                rec.mount_points.iter().any(|m| {
+                    let name = if m.name.is_empty() { &m.source } else { &m.name };
+                    name == v || m.destination == *v
+                })
+            }),
+            "health" | "network" | "publish" | "expose" | "is-task" | "since" | "before" => true,
             other => return Err(format!("invalid filter '{other}'")),
         };
         if !ok {

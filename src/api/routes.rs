@@ -36,6 +36,11 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
             return r;
         }
     }
+    if segs.first() == Some(&"volumes") {
+        if let Some(r) = super::volumes::route(engine, req, &method, &segs) {
+            return r;
+        }
+    }
     match (method.as_str(), segs.as_slice()) {
         ("GET" | "HEAD", ["_ping"]) => {
             req.respond_raw(200, "text/plain; charset=utf-8", b"OK");
@@ -103,7 +108,7 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
             Ok(())
         }
         ("DELETE", ["containers", id]) => {
-            engine.remove(id, req.flag("force"))?;
+            engine.remove_container(id, req.flag("force"), req.flag("v"))?;
             req.respond_empty(204);
             Ok(())
         }

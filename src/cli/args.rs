@@ -113,6 +113,8 @@ const RUN_FLAGS: &[FlagSpec] = &[
     b(' ', "sig-proxy"),
     s(' ', "pull"),
     s('v', "volume"),
+    s(' ', "mount"),
+    s(' ', "volumes-from"),
     s('p', "publish"),
     b('P', "publish-all"),
     s(' ', "expose"),
@@ -686,6 +688,12 @@ pub struct RunFlags {
     /// bind mount a volume (SRC:DST[:OPTS])
     #[argh(option, short = 'v')]
     pub volume: Vec<String>,
+    /// attach a filesystem mount to the container (type=bind|volume|tmpfs,...)
+    #[argh(option)]
+    pub mount: Vec<String>,
+    /// mount volumes from the specified container(s)
+    #[argh(option)]
+    pub volumes_from: Vec<String>,
     /// publish a container's port(s) to the host
     #[argh(option, short = 'p')]
     pub publish: Vec<String>,
@@ -1234,6 +1242,7 @@ Management Commands:
   container   Manage containers
   image       Manage images
   network     Manage networks (and `port CONTAINER` lists published ports)
+  volume      Manage volumes
 
 Commands:
   attach create inspect kill load import rename restart rm rmi start stats stop tag top wait
@@ -1782,6 +1791,12 @@ pub fn validate_run(
         host_config["ShmSize"] = json!(bytes);
     }
     host_config["Binds"] = json!(f.volume);
+    let mut mounts = Vec::new();
+    for m in &f.mount {
+        mounts.push(super::volume::parse_mount_flag(m).map_err(|e| ArgError::value(spec, "--mount", m, &e))?);
+    }
+    host_config["Mounts"] = json!(mounts);
+    host_config["VolumesFrom"] = json!(f.volumes_from);
     host_config["PortBindings"] = Value::Object(bindings);
     host_config["PublishAllPorts"] = json!(f.publish_all);
     host_config["Tmpfs"] = Value::Object(tmpfs);

@@ -15,6 +15,7 @@ pub mod tables;
 pub mod template;
 pub mod term;
 pub mod values;
+pub mod volume;
 
 use crate::api::client::{self, Client, HOST_ENV};
 
@@ -24,6 +25,9 @@ pub fn main(argv: &[String]) -> i32 {
         return code;
     }
     if let Some(code) = compose::main(argv) {
+        return code;
+    }
+    if let Some(code) = volume::main(argv) {
         return code;
     }
     let env = |k: &str| std::env::var(k).ok();

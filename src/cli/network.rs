@@ -65,34 +65,34 @@ Commands:
 ";
 
 /// Flags seen on a command line: values by long name, in order, and the positional words.
-struct Flags {
-    values: Vec<(String, String)>,
-    switches: Vec<String>,
-    args: Vec<String>,
+pub(crate) struct Flags {
+    pub values: Vec<(String, String)>,
+    pub switches: Vec<String>,
+    pub args: Vec<String>,
 }
 
 impl Flags {
-    fn get(&self, name: &str) -> Option<String> {
+    pub fn get(&self, name: &str) -> Option<String> {
         self.values
             .iter()
             .rev()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     }
-    fn all(&self, name: &str) -> Vec<String> {
+    pub fn all(&self, name: &str) -> Vec<String> {
         self.values
             .iter()
             .filter(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
             .collect()
     }
-    fn has(&self, name: &str) -> bool {
+    pub fn has(&self, name: &str) -> bool {
         self.switches.iter().any(|s| s == name)
     }
 }
 
 /// Parse `words` given the value flags (`long`, short) and switches the command takes.
-fn parse_flags(
+pub(crate) fn parse_flags(
     cmd: &str,
     words: &[String],
     valued: &[(&str, char)],
@@ -158,7 +158,7 @@ fn parse_flags(
     Ok(f)
 }
 
-fn key_values(list: &[String], what: &str) -> Result<serde_json::Map<String, Value>, String> {
+pub(crate) fn key_values(list: &[String], what: &str) -> Result<serde_json::Map<String, Value>, String> {
     let mut m = serde_json::Map::new();
     for kv in list {
         let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
@@ -180,7 +180,7 @@ fn exactly(f: &Flags, n: usize, cmd: &str, usage: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn at_least_one(f: &Flags, cmd: &str, usage: &str) -> Result<(), String> {
+pub(crate) fn at_least_one(f: &Flags, cmd: &str, usage: &str) -> Result<(), String> {
     if f.args.is_empty() {
         return Err(format!(
             "\"shoal {cmd}\" requires at least 1 argument.\nSee 'shoal {cmd} --help'.\n\nUsage:  shoal {usage}"
@@ -348,7 +348,7 @@ fn seg(s: &str) -> String {
     query_escape(s)
 }
 
-fn template(text: &str, v: &Value) -> Result<String, String> {
+pub(crate) fn template(text: &str, v: &Value) -> Result<String, String> {
     let t = Template::parse(text).map_err(|e| format!("template parsing error: {}", e.0))?;
     t.render(v).map_err(|e| format!("template: {}", e.0))
 }

@@ -87,6 +87,9 @@ pub struct Record {
     /// Networks the container joins when it starts (name or id → its settings there), from
     /// `NetworkMode`, `EndpointsConfig` and `network connect`.
     pub networks: std::collections::BTreeMap<String, crate::api::types::EndpointSettings>,
+    /// Binds, volumes and tmpfs, resolved at create (anonymous volumes named), in the order
+    /// they are mounted at every start.
+    pub mount_points: Vec<super::mounts::MountPoint>,
 }
 
 impl Record {
@@ -155,8 +158,13 @@ pub fn merge_config(mut user: ContainerConfig, image: &ImageDefaults) -> Contain
     if user.exposed_ports.is_none() {
         user.exposed_ports = image.exposed_ports.clone();
     }
-    if user.volumes.is_none() {
-        user.volumes = image.volumes.clone();
+    // The image's volumes are added to the user's (dockerd merges the two sets).
+    if let Some(image_volumes) = &image.volumes {
+        let mut volumes = user.volumes.take().unwrap_or_default();
+        for (k, v) in image_volumes {
+            volumes.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        user.volumes = Some(volumes);
     }
     if user.stop_signal.is_none() {
         user.stop_signal = image.stop_signal.clone();
@@ -303,6 +311,19 @@ mod tests {
         assert_eq!(m.cmd.unwrap(), vec!["sh"]);
         assert_eq!(m.working_dir, "/srv");
         assert_eq!(m.user, "nobody");
+    }
+
+    #[test]
+    fn user_and_image_volumes_are_merged() {
+        let mut i = img();
+        i.volumes = Some([("/data".to_string(), serde_json::json!({}))].into());
+        let c = ContainerConfig {
+            volumes: Some([("/cache".to_string(), serde_json::json!({}))].into()),
+            ..Default::default()
+        };
+        let m = merge_config(c, &i);
+        let keys: Vec<_> = m.volumes.unwrap().into_keys().collect();
+        assert_eq!(keys, ["/cache", "/data"]);
     }
 
     #[test]

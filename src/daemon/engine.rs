@@ -109,6 +109,7 @@ pub struct Engine {
     containers: Mutex<BTreeMap<String, Arc<Entry>>>,
     /// Networks, endpoints and published ports (see `daemon::network`).
     pub net: Mutex<crate::net::NetworkManager>,
+    pub volumes: super::volumes::VolumeStore,
 }
 
 /// How `wait` decides it is done (Docker's `condition` parameter).
@@ -132,11 +133,13 @@ impl Engine {
         let mut net = crate::net::NetworkManager::open(&config.root.join("network"))?;
         net.ensure_default(config.bip.as_deref())?;
         net.restore()?;
+        let volumes = super::volumes::VolumeStore::open(&config.root.join("volumes"))?;
         let engine = Arc::new(Engine {
             config,
             images,
             containers: Mutex::new(BTreeMap::new()),
             net: Mutex::new(net),
+            volumes,
         });
         for dirent in fs::read_dir(&cdir)? {
             let dir = dirent?.path();
@@ -277,6 +280,7 @@ impl Engine {
         if rec_probe.argv().is_empty() {
             return Err(ApiError::bad_request("no command specified"));
         }
+        let mount_points = self.plan_mounts(&hc, &config)?;
         let id = names::new_id()?;
         let mut map = self.map();
         let taken = |n: &str| map.values().any(|e| e.lock().rec.name == n);
@@ -316,6 +320,7 @@ impl Engine {
             config,
             host_config: hc,
             networks,
+            mount_points,
             ..Default::default()
         };
         let entry = Arc::new(Entry {
@@ -487,6 +492,7 @@ impl Engine {
             },
             files,
             stop_signal: stop_signal(&rec.config),
+            mounts: self.runtime_mounts(rec)?,
         })
     }
 
@@ -710,6 +716,14 @@ impl Engine {
             }
         }
         self.map().remove(&entry.id);
+        let (auto_remove, points) = {
+            let slot = entry.lock();
+            (slot.rec.host_config.auto_remove, slot.rec.mount_points.clone())
+        };
+        if auto_remove {
+            // As dockerd: a `--rm` container takes its anonymous volumes with it.
+            self.remove_anonymous_volumes(&points);
+        }
         entry.lock().removed = true;
         entry.notify();
         Ok(())

@@ -3,10 +3,13 @@
 //! keep running across a daemon restart or upgrade.
 
 pub mod container;
+mod container_mounts;
 pub mod engine;
 pub mod logger;
+pub mod mounts;
 pub mod names;
 pub mod network;
+pub mod volumes;
 
 use std::path::PathBuf;
 

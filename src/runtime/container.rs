@@ -111,13 +111,21 @@ fn setup_and_exec(c: &InitContext) -> Result<std::convert::Infallible, Failure> 
             ctx(sys::dup2(fd.as_raw_fd(), to), || "setting up stdio".into())?;
         }
     }
+    // Private, unless a mount asks for shared or slave propagation: then a slave, so that
+    // host mounts still reach it and nothing the container mounts reaches the host.
+    let propagation = if super::mounts::wants_propagation(&spec.mounts) {
+        sys::MS_SLAVE
+    } else {
+        sys::MS_PRIVATE
+    };
     ctx(
-        sys::mount(None, Path::new("/"), None, sys::MS_REC | sys::MS_PRIVATE, None),
+        sys::mount(None, Path::new("/"), None, sys::MS_REC | propagation, None),
         || "making mounts private".into(),
     )?;
     mount_rootfs(spec, &c.rootfs)?;
     mount_standard(spec, &c.rootfs)?;
     bind_files(&spec.files, &c.rootfs)?;
+    super::mounts::mount_all(&spec.mounts, &c.rootfs)?;
     pivot_into(&c.rootfs)?;
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = fs::read_to_string("/etc/group").unwrap_or_default();

@@ -24,6 +24,8 @@ mod container;
 pub mod devices;
 pub mod exec;
 pub mod logs;
+pub mod mount_opts;
+mod mounts;
 mod proto;
 pub mod seccomp;
 pub mod shim;
@@ -84,6 +86,37 @@ pub struct ContainerSpec {
     /// Files bind-mounted into the container (/etc/hosts, /etc/hostname, /etc/resolv.conf).
     pub files: Vec<BindFile>,
     pub stop_signal: i32,
+    /// Volumes, binds and tmpfs, mounted in this order (parents first) after the rootfs,
+    /// the standard mounts and `files`.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+}
+
+/// One mount of a container, applied inside its mount namespace before pivot_root. The
+/// destination is resolved inside the rootfs: symlinks in the image cannot lead it out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Mount {
+    /// Absolute path inside the container.
+    pub destination: String,
+    pub kind: MountKind,
+    /// Host path of a bind (a volume's data directory or a host directory or file).
+    pub source: PathBuf,
+    /// Mount option words (`rbind`, `ro`, `rprivate`, `nosuid`, `size=64m`, ...); see
+    /// [`mount_opts::parse`].
+    pub options: Vec<String>,
+    /// Before mounting, copy the image's content at the destination into an empty source.
+    pub copy_up: bool,
+    /// Bind this path inside `source` instead of all of it, resolved without leaving
+    /// `source` (it is content the container controls). Must exist.
+    #[serde(default)]
+    pub subpath: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountKind {
+    #[default]
+    Bind,
+    Tmpfs,
 }
 
 /// An overlay rootfs, mounted inside the container's mount namespace.

@@ -12,7 +12,8 @@ use std::path::Path;
 
 pub use libc::{
     CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS, MNT_DETACH,
-    MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT, MS_STRICTATIME,
+    MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT, MS_SLAVE,
+    MS_STRICTATIME,
 };
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -74,6 +75,39 @@ pub fn bind(source: &Path, target: &Path, recursive: bool) -> io::Result<()> {
     })?;
     let flags = MS_BIND | if recursive { MS_REC } else { 0 };
     mount(Some(source), target, None, flags, None)
+}
+
+/// mount_setattr(2) making the mount at `fd` (an `O_PATH` descriptor of its root) and every
+/// mount below it read-only. ENOSYS on kernels before 5.12.
+pub fn make_tree_readonly(fd: RawFd) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 1;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: the path is an empty NUL-terminated string, `attr` lives until return and its
+    // size is passed; the kernel only reads it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check(ret as libc::c_int)?;
+    Ok(())
 }
 
 /// umount2(2).
