@@ -1,0 +1,208 @@
+//! `shoal compose` against a real daemon in the lab: lifecycle, names and labels, service
+//! names resolving across the project network, isolation between networks, a named volume
+//! shared between services and kept across `down` (gone with `down -v`), a file secret at
+//! /run/secrets, scaling up and down, idempotent `up` and recreate on change.
+
+mod harness;
+
+use harness::{stderr, stdout, Lab};
+
+fn compose(lab: &Lab, file: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["compose", "-f", file.to_str().unwrap()];
+    all.extend_from_slice(args);
+    lab.shoal(&all)
+}
+
+fn compose_ok(lab: &Lab, file: &std::path::Path, args: &[&str]) -> String {
+    let out = compose(lab, file, args);
+    assert!(
+        out.status.success(),
+        "compose {args:?} failed:\n{}\n{}\ndaemon log:\n{}",
+        stdout(&out),
+        stderr(&out),
+        harness::tail(&lab.daemon_log(), 30)
+    );
+    stdout(&out)
+}
+
+/// Names of the lab's containers, sorted.
+fn names(lab: &Lab) -> Vec<String> {
+    let mut v: Vec<String> = lab
+        .ok(&["ps", "-a", "--format", "{{.Names}}"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+const STACK: &str = r#"
+name: demo
+services:
+  web:
+    image: busybox:latest
+    command: ["sh", "-c", "mkdir -p /www && cat /data/greeting > /www/index.html && httpd -f -p 80 -h /www"]
+    volumes:
+      - shared:/data
+    depends_on:
+      seed:
+        condition: service_completed_successfully
+  seed:
+    image: busybox:latest
+    command: ["sh", "-c", "echo hello-from-web > /data/greeting"]
+    volumes:
+      - shared:/data
+  client:
+    image: busybox:latest
+    command: ["sleep", "600"]
+    environment:
+      ROLE: ${ROLE:-client}
+    secrets:
+      - token
+  loner:
+    image: busybox:latest
+    command: ["sleep", "600"]
+    networks: [other]
+networks:
+  other:
+volumes:
+  shared:
+secrets:
+  token:
+    file: ./token.txt
+"#;
+
+#[test]
+fn stack_lifecycle_names_dns_isolation_volume_secret_scale() {
+    let lab = Lab::new("compose-life");
+    let file = lab.dir.join("compose.yaml");
+    std::fs::write(&file, STACK).unwrap();
+    std::fs::write(lab.dir.join("token.txt"), "s3cret\n").unwrap();
+
+    compose_ok(&lab, &file, &["up", "-d"]);
+    assert_eq!(
+        names(&lab),
+        ["demo-client-1", "demo-loner-1", "demo-seed-1", "demo-web-1"]
+    );
+    let labels = lab.ok(&["inspect", "-f", "{{json .Config.Labels}}", "demo-web-1"]);
+    for want in [
+        r#""com.docker.compose.project":"demo""#,
+        r#""com.docker.compose.service":"web""#,
+        r#""com.docker.compose.container-number":"1""#,
+        r#""com.docker.compose.oneoff":"False""#,
+        r#""com.docker.compose.config-hash":"#,
+    ] {
+        assert!(labels.contains(want), "{want} not in {labels}");
+    }
+    let nets = lab.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(
+        nets.contains("demo_default") && nets.contains("demo_other"),
+        "{nets}"
+    );
+
+    // The seed wrote into the named volume; web serves it; client reaches web by service name.
+    let body = harness::eventually(20, || {
+        let out = compose(
+            &lab,
+            &file,
+            &["exec", "-T", "client", "wget", "-O", "-", "http://web/"],
+        );
+        stdout(&out).contains("hello-from-web")
+    });
+    assert!(
+        body,
+        "client could not fetch http://web/\n{}",
+        harness::tail(&lab.daemon_log(), 20)
+    );
+    // Another network: the name does not resolve and the service is not reachable.
+    let out = compose(
+        &lab,
+        &file,
+        &["exec", "-T", "loner", "wget", "-O", "-", "http://web/"],
+    );
+    assert!(
+        !out.status.success(),
+        "loner reached web across networks: {}",
+        stdout(&out)
+    );
+    // The file secret.
+    let secret = compose_ok(
+        &lab,
+        &file,
+        &["exec", "-T", "client", "cat", "/run/secrets/token"],
+    );
+    assert_eq!(secret.trim(), "s3cret");
+
+    // ps lists the project's running containers with the service column.
+    let ps = compose_ok(&lab, &file, &["ps"]);
+    assert!(ps.lines().next().unwrap().starts_with("NAME"), "{ps}");
+    assert!(ps.contains("demo-client-1") && ps.contains(" client "), "{ps}");
+
+    // Idempotent: nothing changes on a second up; a changed service alone is recreated.
+    let id = |n: &str| lab.ok(&["inspect", "-f", "{{.Id}}", n]);
+    let (web, client) = (id("demo-web-1"), id("demo-client-1"));
+    compose_ok(&lab, &file, &["up", "-d"]);
+    assert_eq!(
+        (id("demo-web-1"), id("demo-client-1")),
+        (web.clone(), client.clone())
+    );
+    let out = lab.shoal(&["compose", "-f", file.to_str().unwrap(), "up", "-d"]);
+    assert!(out.status.success());
+    let changed = std::process::Command::new(harness::BIN)
+        .args([
+            "-H",
+            &lab.host(),
+            "compose",
+            "-f",
+            file.to_str().unwrap(),
+            "up",
+            "-d",
+        ])
+        .env("ROLE", "changed")
+        .output()
+        .unwrap();
+    assert!(changed.status.success(), "{}", stderr(&changed));
+    assert_eq!(id("demo-web-1"), web);
+    assert_ne!(id("demo-client-1"), client);
+    let env = lab.ok(&["inspect", "-f", "{{json .Config.Env}}", "demo-client-1"]);
+    assert!(env.contains("ROLE=changed"), "{env}");
+
+    // Scale up and down.
+    compose_ok(&lab, &file, &["up", "-d", "--scale", "client=3"]);
+    assert!(names(&lab).contains(&"demo-client-3".to_string()));
+    compose_ok(&lab, &file, &["up", "-d", "--scale", "client=1"]);
+    let n = names(&lab);
+    assert!(
+        n.contains(&"demo-client-1".to_string()) && !n.contains(&"demo-client-2".to_string()),
+        "{n:?}"
+    );
+
+    // down keeps the named volume; down -v removes it.
+    compose_ok(&lab, &file, &["down", "-t", "1"]);
+    assert!(names(&lab).is_empty(), "{:?}", names(&lab));
+    let nets = lab.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!nets.contains("demo_"), "{nets}");
+    assert!(lab.ok(&["volume", "ls", "-q"]).contains("demo_shared"));
+    compose_ok(&lab, &file, &["up", "-d", "web"]);
+    compose_ok(&lab, &file, &["down", "-v", "-t", "1"]);
+    assert!(!lab.ok(&["volume", "ls", "-q"]).contains("demo_shared"));
+}
+
+#[test]
+fn bad_file_fails_before_touching_the_daemon() {
+    let lab = Lab::new("compose-bad");
+    let file = lab.dir.join("compose.yaml");
+    std::fs::write(
+        &file,
+        "services:\n  web:\n    image: busybox\n    ports: [\"99999:80\"]\n",
+    )
+    .unwrap();
+    let out = compose(&lab, &file, &["up", "-d"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("compose.yaml:4:13: services.web.ports: invalid port"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(names(&lab).is_empty());
+}
