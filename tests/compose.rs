@@ -206,3 +206,67 @@ fn bad_file_fails_before_touching_the_daemon() {
     );
     assert!(names(&lab).is_empty());
 }
+
+const HEALTH: &str = r#"
+services:
+  db:
+    image: busybox:latest
+    command: ["sh", "-c", "sleep 3; touch /ready; exec sleep 600"]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/ready"]
+      interval: 500ms
+      retries: 30
+  app:
+    image: busybox:latest
+    command: ["sleep", "600"]
+    depends_on:
+      db:
+        condition: service_healthy
+"#;
+
+#[test]
+fn service_healthy_waits_for_a_passing_healthcheck() {
+    let lab = Lab::new("compose-health");
+    let file = lab.dir.join("compose.yaml");
+    std::fs::write(&file, HEALTH).unwrap();
+    let began = std::time::Instant::now();
+    compose_ok(&lab, &file, &["-p", "hc", "up", "-d"]);
+    assert!(
+        began.elapsed() >= std::time::Duration::from_secs(3),
+        "up did not wait: {:?}",
+        began.elapsed()
+    );
+    let health = lab.ok(&["inspect", "-f", "{{.State.Health.Status}}", "hc-db-1"]);
+    assert_eq!(health, "healthy");
+    let log = lab.ok(&["inspect", "-f", "{{json .State.Health.Log}}", "hc-db-1"]);
+    assert!(log.contains("\"ExitCode\":0"), "{log}");
+    // app started only after db was healthy: its start is after db's first passing probe.
+    let app_started = lab.ok(&["inspect", "-f", "{{.State.StartedAt}}", "hc-app-1"]);
+    let first_pass = lab.ok(&[
+        "inspect",
+        "-f",
+        "{{range .State.Health.Log}}{{if eq .ExitCode 0}}{{.End}} {{end}}{{end}}",
+        "hc-db-1",
+    ]);
+    let first_pass = first_pass.split_whitespace().next().unwrap_or("").to_string();
+    assert!(!first_pass.is_empty());
+    let ps = lab.ok(&["ps"]);
+    assert!(ps.contains("(healthy)"), "{ps}");
+    assert!(
+        app_started.as_str() >= first_pass.as_str() || log.matches("ExitCode").count() == 5,
+        "app {app_started} before healthy {first_pass}"
+    );
+    compose_ok(&lab, &file, &["-p", "hc", "down", "-t", "1"]);
+    // An unhealthy dependency fails `up` with a clear error.
+    std::fs::write(
+        &file,
+        HEALTH
+            .replace(r#"["CMD", "test", "-f", "/ready"]"#, r#"["CMD-SHELL", "exit 1"]"#)
+            .replace("retries: 30", "retries: 2"),
+    )
+    .unwrap();
+    let out = compose(&lab, &file, &["-p", "hc", "up", "-d"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("hc-db-1 is unhealthy"), "{}", stderr(&out));
+    compose_ok(&lab, &file, &["-p", "hc", "down", "-t", "1"]);
+}

@@ -17,7 +17,11 @@ pub fn status_line(rec: &Record, now_nanos: i128) -> String {
     let st = &rec.state;
     match st.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", since(&st.started_at)),
+        Status::Running => format!(
+            "Up {}{}",
+            since(&st.started_at),
+            st.health.as_ref().map(|h| h.ps_suffix()).unwrap_or("")
+        ),
         Status::Restarting => format!("Restarting ({}) {} ago", st.exit_code, since(&st.finished_at)),
         Status::Removing => "Removal In Progress".into(),
         Status::Dead => "Dead".into(),
@@ -88,6 +92,19 @@ pub fn inspect(rec: &Record, dir: &std::path::Path) -> Value {
     let st = &rec.state;
     let argv = rec.argv();
     let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let mut v = inspect_body(rec, st, &argv, &path);
+    if let Some(h) = &st.health {
+        v["State"]["Health"] = json!(h);
+    }
+    v
+}
+
+fn inspect_body(
+    rec: &Record,
+    st: &super::super::daemon::container::State,
+    argv: &[String],
+    path: &dyn Fn(&str) -> String,
+) -> Value {
     json!({
         "Id": rec.id,
         "Created": rec.created,

@@ -50,6 +50,9 @@ pub struct State {
     pub error: String,
     pub started_at: String,
     pub finished_at: String,
+    /// Probe results of the current run; not persisted (no flash write per probe).
+    #[serde(skip)]
+    pub health: Option<super::health::Health>,
 }
 
 impl Default for State {
@@ -62,6 +65,7 @@ impl Default for State {
             error: String::new(),
             started_at: timefmt::ZERO.into(),
             finished_at: timefmt::ZERO.into(),
+            health: None,
         }
     }
 }

@@ -497,6 +497,7 @@ impl Engine {
     }
 
     fn spawn_monitor(self: &Arc<Self>, entry: Arc<Entry>) {
+        super::health::watch(entry.clone());
         let engine = self.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("monitor-{}", short(&entry.id)))

@@ -5,6 +5,7 @@
 pub mod container;
 mod container_mounts;
 pub mod engine;
+pub mod health;
 pub mod logger;
 pub mod mounts;
 pub mod names;
