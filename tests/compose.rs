@@ -270,3 +270,149 @@ fn service_healthy_waits_for_a_passing_healthcheck() {
     assert!(stderr(&out).contains("hc-db-1 is unhealthy"), "{}", stderr(&out));
     compose_ok(&lab, &file, &["-p", "hc", "down", "-t", "1"]);
 }
+
+/// The seed notes' first file, verbatim: drupal and postgres with four named volumes.
+const SEED_DRUPAL: &str = "version: '2'
+
+services:
+  drupal:
+    image: drupal
+    ports:
+      - \"8080:80\"
+    volumes:
+      - drupal-modules:/var/www/html/modules
+      - drupal-profiles:/var/www/html/profiles
+      - drupal-sites:/var/www/html/sites
+      - drupal-themes:/var/www/html/themes
+  postgres:
+    image: postgres
+    environment:
+      - POSTGRES_PASSWORD=mypasswd
+
+volumes:
+  drupal-modules:
+  drupal-profiles:
+  drupal-sites:
+  drupal-themes:
+";
+
+/// Stand-ins under the names the seed file uses: busybox serving HTTP on 80, and a sleeper.
+fn stand_in_images(lab: &Lab) {
+    let tar = std::fs::read(harness::busybox_tar()).unwrap();
+    for (name, cmd) in [
+        (
+            "drupal:latest",
+            r#"CMD ["sh", "-c", "mkdir -p /www && echo drupal-stand-in > /www/index.html && exec httpd -f -p 80 -h /www"]"#,
+        ),
+        (
+            "postgres:latest",
+            r#"CMD ["sh", "-c", "test -n \"$POSTGRES_PASSWORD\" && exec sleep 3600"]"#,
+        ),
+    ] {
+        let out = lab.shoal_stdin(&["import", "--change", cmd, "-", name], &tar);
+        assert!(out.status.success(), "import {name}: {}", stderr(&out));
+    }
+}
+
+fn http_code(lab: &Lab, url: &str) -> String {
+    stdout(&lab.in_netns(&["curl", "-s", "-m", "3", url]))
+}
+
+#[test]
+fn seed_drupal_file_runs_verbatim_and_down_v_removes_its_volumes() {
+    let lab = Lab::new("compose-seed");
+    stand_in_images(&lab);
+    let dir = lab.dir.join("Drupal_Site");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("docker-compose.yaml");
+    std::fs::write(&file, SEED_DRUPAL).unwrap();
+    let out = compose(&lab, &file, &["up", "-d"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stderr(&out),
+        harness::tail(&lab.daemon_log(), 20)
+    );
+    assert!(stderr(&out).contains("`version` is obsolete"), "{}", stderr(&out));
+    // The project name is the directory's, normalised.
+    assert_eq!(names(&lab), ["drupal_site-drupal-1", "drupal_site-postgres-1"]);
+    let vols = lab.ok(&["volume", "ls", "-q"]);
+    for v in ["modules", "profiles", "sites", "themes"] {
+        assert!(vols.contains(&format!("drupal_site_drupal-{v}")), "{vols}");
+    }
+    assert!(harness::eventually(10, || http_code(
+        &lab,
+        "http://127.0.0.1:8080/"
+    )
+    .contains("drupal-stand-in")));
+    let state = lab.ok(&["inspect", "-f", "{{.State.Status}}", "drupal_site-postgres-1"]);
+    assert_eq!(state, "running", "POSTGRES_PASSWORD did not reach the container");
+    compose_ok(&lab, &file, &["down", "-v", "-t", "1"]);
+    assert!(names(&lab).is_empty());
+    let vols = lab.ok(&["volume", "ls", "-q"]);
+    assert!(!vols.contains("drupal_site_"), "{vols}");
+}
+
+#[test]
+fn debian_docker_compose_drives_shoal() {
+    if std::process::Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        panic!("docker-compose (Debian's 1.29) is needed: tests/lib/deps.sh installs it");
+    }
+    let lab = Lab::new("compose-dc");
+    stand_in_images(&lab);
+    let dir = lab.dir.join("dc");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("docker-compose.yml"), SEED_DRUPAL).unwrap();
+    let dc = |args: &[&str]| {
+        std::process::Command::new("docker-compose")
+            .args(args)
+            .current_dir(&dir)
+            .env("DOCKER_HOST", lab.host())
+            .env("COMPOSE_INTERACTIVE_NO_CLI", "1")
+            .output()
+            .unwrap()
+    };
+    let out = dc(&["up", "-d"]);
+    assert!(
+        out.status.success(),
+        "docker-compose up: {}\n{}\n{}",
+        stdout(&out),
+        stderr(&out),
+        harness::tail(&lab.daemon_log(), 20)
+    );
+    assert_eq!(names(&lab), ["dc_drupal_1", "dc_postgres_1"]);
+    assert!(harness::eventually(10, || http_code(
+        &lab,
+        "http://127.0.0.1:8080/"
+    )
+    .contains("drupal-stand-in")));
+    let out = dc(&["ps"]);
+    assert!(out.status.success(), "docker-compose ps: {}", stderr(&out));
+    let ps = stdout(&out);
+    assert!(
+        ps.contains("dc_drupal_1") && ps.contains("Up") && ps.contains("8080->80/tcp"),
+        "{ps}"
+    );
+    // shoal's compose sees docker-compose's project by its labels.
+    let ours = lab.ok(&[
+        "compose",
+        "-p",
+        "dc",
+        "-f",
+        dir.join("docker-compose.yml").to_str().unwrap(),
+        "ps",
+    ]);
+    assert!(ours.contains("dc_postgres_1"), "{ours}");
+    let out = dc(&["down", "-v"]);
+    assert!(
+        out.status.success(),
+        "docker-compose down: {}\n{}",
+        stderr(&out),
+        harness::tail(&lab.daemon_log(), 20)
+    );
+    assert!(names(&lab).is_empty());
+}

@@ -176,7 +176,8 @@ pub fn parse_filters(raw: Option<&str>) -> Result<BTreeMap<String, Vec<String>>,
     Ok(out)
 }
 
-/// Whether a container passes `docker ps --filter` (each key ORs its values; keys AND).
+/// Whether a container passes `docker ps --filter` (each key ORs its values, except `label`
+/// whose values all must match; keys AND).
 pub fn matches(rec: &Record, filters: &BTreeMap<String, Vec<String>>) -> Result<bool, String> {
     for (key, values) in filters {
         let ok = match key.as_str() {
@@ -199,7 +200,8 @@ pub fn matches(rec: &Record, filters: &BTreeMap<String, Vec<String>>) -> Result<
                 rec.state.status == Status::Exited
                     && values.iter().any(|v| v.parse() == Ok(rec.state.exit_code))
             }
-            "label" => values.iter().any(|v| {
+            // As dockerd: every label condition must hold (docker-compose relies on it).
+            "label" => values.iter().all(|v| {
                 let labels = rec.config.labels.clone().unwrap_or_default();
                 match v.split_once('=') {
                     Some((k, val)) => labels.get(k).is_some_and(|x| x == val),
