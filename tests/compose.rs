@@ -416,3 +416,54 @@ fn debian_docker_compose_drives_shoal() {
     );
     assert!(names(&lab).is_empty());
 }
+
+const THREE: &str = r#"
+services:
+  a:
+    image: busybox:latest
+    command: ["sleep", "600"]
+    volumes: [one:/one]
+  b:
+    image: busybox:latest
+    command: ["sleep", "600"]
+    volumes: [two:/two]
+  c:
+    image: busybox:latest
+    command: ["sleep", "600"]
+    networks: [back]
+networks:
+  back:
+volumes:
+  one:
+  two:
+"#;
+
+/// `compose up -d` of three services with a network and two volumes, against three
+/// `shoal run -d` of the same containers; prints both times (the issue's aim is ≤ 3×).
+#[test]
+fn up_time_of_a_three_service_stack() {
+    let lab = Lab::new("compose-time");
+    let file = lab.dir.join("compose.yaml");
+    std::fs::write(&file, THREE).unwrap();
+    let mut runs = Vec::new();
+    let mut ups = Vec::new();
+    for round in 0..3 {
+        let t = std::time::Instant::now();
+        for n in ["a", "b", "c"] {
+            lab.ok(&["run", "-d", "--name", &format!("r{round}{n}"), "busybox:latest", "sleep", "600"]);
+        }
+        runs.push(t.elapsed());
+        let t = std::time::Instant::now();
+        compose_ok(&lab, &file, &["-p", &format!("t{round}"), "up", "-d"]);
+        ups.push(t.elapsed());
+        assert_eq!(lab.ok(&["ps", "-q", "--filter", &format!("label=com.docker.compose.project=t{round}")]).lines().count(), 3);
+    }
+    runs.sort();
+    ups.sort();
+    eprintln!(
+        "compose up -d (3 services, 1 network, 2 volumes): median {:?}; 3 x shoal run -d: median {:?}; ratio {:.2}",
+        ups[1],
+        runs[1],
+        ups[1].as_secs_f64() / runs[1].as_secs_f64()
+    );
+}
