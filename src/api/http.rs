@@ -74,6 +74,8 @@ pub struct ApiRequest {
     /// The decoded path with any `/v1.NN` prefix removed.
     pub path: String,
     pub query: HashMap<String, String>,
+    /// The query string as sent, for parameters that repeat (`t`, `changes`).
+    raw_query: String,
     headers: Vec<(String, String)>,
     reader: Option<BufReader<UnixStream>>,
     writer: UnixStream,
@@ -225,6 +227,7 @@ impl ApiRequest {
             method: head.method,
             path: strip_version(&path).to_string(),
             query,
+            raw_query: head.target.split_once('?').map_or("", |(_, q)| q).to_string(),
             reusable: !close && !head.http10,
             headers: head.headers,
             reader: Some(reader),
@@ -237,6 +240,17 @@ impl ApiRequest {
     /// A query parameter, if present.
     pub fn q(&self, key: &str) -> Option<&str> {
         self.query.get(key).map(String::as_str)
+    }
+
+    /// Every value of a repeated query parameter, in order.
+    pub fn q_all(&self, key: &str) -> Vec<String> {
+        self.raw_query
+            .split('&')
+            .filter_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (percent_decode(k, true) == key).then(|| percent_decode(v, true))
+            })
+            .collect()
     }
 
     /// A boolean query parameter as dockerd reads them: present and not "0"/"false"/"".

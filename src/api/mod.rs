@@ -1,6 +1,7 @@
 //! The Docker Engine API (a subset, version 1.45): JSON types, the HTTP server on the unix
 //! socket, the routes, streaming endpoints; and the HTTP client shoal's CLI uses.
 
+pub mod build;
 pub mod client;
 pub mod detach;
 pub mod http;

@@ -153,6 +153,9 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
             Ok(())
         }
         ("GET", ["containers", id, "logs"]) => streams::logs(engine, req, id),
+        ("GET", ["containers", id, "export"]) => super::build::export(engine, req, id),
+        ("POST", ["build"]) => super::build::build(engine, req),
+        ("POST", ["commit"]) => super::build::commit(engine, req),
         ("POST", ["containers", id, "attach"]) => streams::attach(engine, req, id),
         ("GET", ["containers", id, "top"]) => streams::top(engine, req, id),
         ("GET", ["containers", id, "stats"]) => streams::stats(engine, req, id),
@@ -161,7 +164,8 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
         ("POST", ["exec", id, "resize"]) => streams::exec_resize(req, id),
         ("GET", ["exec", id, "json"]) => streams::exec_inspect(req, id),
         ("GET", ["images", "json"]) => {
-            let list = engine.images.list();
+            let mut list = engine.images.list();
+            crate::image::build::apply_parents(&engine.images, &mut list, req.flag("all"));
             req.respond_json(200, &list);
             Ok(())
         }
@@ -207,7 +211,11 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
                     )));
                 }
             }
-            let removed = engine.images.remove(&name, force).map_err(image_error)?;
+            let mut removed = engine.images.remove(&name, force).map_err(image_error)?;
+            if !req.flag("noprune") {
+                let parents = crate::daemon::build::prune_parents(engine, &removed);
+                removed.extend(parents);
+            }
             let body: Vec<_> = removed
                 .into_iter()
                 .map(|r| match r {
@@ -276,16 +284,14 @@ fn import_image(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
         (Some(r), None) => Some(r.to_string()),
         _ => None,
     };
+    // `changes` repeats, once per `--change`.
     let changes: Vec<String> = req
-        .query
-        .get("changes")
-        .map(|c| {
-            c.split('\n')
-                .filter(|l| !l.trim().is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
+        .q_all("changes")
+        .iter()
+        .flat_map(|c| c.split('\n'))
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect();
     let message = req.q("message").unwrap_or("").to_string();
     let id = engine
         .images

@@ -338,6 +338,43 @@ pub const VERBS: &[VerbSpec] = &[
         passthrough_after: None,
     },
     VerbSpec {
+        name: "build",
+        usage: "build [OPTIONS] PATH",
+        flags: &[
+            s('t', "tag"),
+            s('f', "file"),
+            s(' ', "build-arg"),
+            s(' ', "target"),
+            b(' ', "no-cache"),
+            b('q', "quiet"),
+            s(' ', "network"),
+            s(' ', "label"),
+            b(' ', "rm"),
+            b(' ', "force-rm"),
+        ],
+        arity: Arity::Exactly(1),
+        passthrough_after: None,
+    },
+    VerbSpec {
+        name: "commit",
+        usage: "commit [OPTIONS] CONTAINER [REPOSITORY[:TAG]]",
+        flags: &[
+            s('m', "message"),
+            s('a', "author"),
+            s('c', "change"),
+            b('p', "pause"),
+        ],
+        arity: Arity::Between(1, 2),
+        passthrough_after: None,
+    },
+    VerbSpec {
+        name: "export",
+        usage: "export [OPTIONS] CONTAINER",
+        flags: &[s('o', "output")],
+        arity: Arity::Exactly(1),
+        passthrough_after: None,
+    },
+    VerbSpec {
         name: "image-inspect",
         usage: "image inspect [OPTIONS] IMAGE [IMAGE...]",
         flags: &[s('f', "format")],
@@ -1053,6 +1090,78 @@ pub struct ImportFlags {
     pub args: Vec<String>,
 }
 
+#[derive(FromArgs, Debug)]
+#[argh(help_triggers("--help"))]
+/// Build an image from a Dockerfile.
+pub struct BuildFlags {
+    /// name and optionally a tag in the "name:tag" format
+    #[argh(option, short = 't')]
+    pub tag: Vec<String>,
+    /// name of the Dockerfile (default: "PATH/Dockerfile")
+    #[argh(option, short = 'f')]
+    pub file: Option<String>,
+    /// set build-time variables
+    #[argh(option)]
+    pub build_arg: Vec<String>,
+    /// set the target build stage to build
+    #[argh(option)]
+    pub target: Option<String>,
+    /// do not use cache when building the image
+    #[argh(switch)]
+    pub no_cache: bool,
+    /// suppress the build output and print image ID on success
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
+    /// set the networking mode for the RUN instructions during build (default "default")
+    #[argh(option)]
+    pub network: Option<String>,
+    /// set metadata for an image
+    #[argh(option)]
+    pub label: Vec<String>,
+    /// remove intermediate containers after a successful build (always done)
+    #[argh(switch)]
+    pub rm: bool,
+    /// always remove intermediate containers (always done)
+    #[argh(switch)]
+    pub force_rm: bool,
+    /// PATH
+    #[argh(positional)]
+    pub args: Vec<String>,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(help_triggers("--help"))]
+/// Create a new image from a container's changes.
+pub struct CommitFlags {
+    /// commit message
+    #[argh(option, short = 'm')]
+    pub message: Option<String>,
+    /// author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
+    #[argh(option, short = 'a')]
+    pub author: Option<String>,
+    /// apply Dockerfile instruction to the created image
+    #[argh(option, short = 'c')]
+    pub change: Vec<String>,
+    /// pause container during commit (accepted; the changes are read as they are)
+    #[argh(switch, short = 'p')]
+    pub pause: bool,
+    /// CONTAINER [REPOSITORY[:TAG]]
+    #[argh(positional)]
+    pub args: Vec<String>,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(help_triggers("--help"))]
+/// Export a container's filesystem as a tar archive.
+pub struct ExportFlags {
+    /// write to a file, instead of STDOUT
+    #[argh(option, short = 'o')]
+    pub output: Option<String>,
+    /// CONTAINER
+    #[argh(positional)]
+    pub args: Vec<String>,
+}
+
 // ---- Phase-2 validated actions ----
 
 /// A validated container-create request: the query name and the JSON body the API takes.
@@ -1197,6 +1306,18 @@ pub enum Action {
         format: Option<String>,
     },
     Images(ImagesSpec),
+    Build(super::build::BuildSpec),
+    Commit {
+        container: String,
+        reference: Option<String>,
+        message: Option<String>,
+        author: Option<String>,
+        changes: Vec<String>,
+    },
+    Export {
+        container: String,
+        output: Option<String>,
+    },
     Rmi {
         images: Vec<String>,
         force: bool,
@@ -1231,6 +1352,7 @@ Containers, compose and a small swarm for little Linux boards
 
 Common Commands:
   run         Create and run a new container from an image
+  build       Build an image from a Dockerfile
   exec        Execute a command in a running container
   ps          List containers
   images      List images
@@ -1245,7 +1367,8 @@ Management Commands:
   volume      Manage volumes
 
 Commands:
-  attach create inspect kill load import rename restart rm rmi start stats stop tag top wait
+  attach commit create export inspect kill load import rename restart rm rmi start stats stop
+  tag top wait
 
 Daemon:
   daemon      Run the daemon in the foreground
@@ -1259,9 +1382,9 @@ Global Options:
 
 fn group_help(group: &str) -> String {
     let commands = if group == "container" {
-        "attach create exec inspect kill logs ls rename restart rm run start stats stop top wait prune"
+        "attach commit create exec export inspect kill logs ls rename restart rm run start stats stop top wait prune"
     } else {
-        "import inspect load ls rm tag"
+        "build import inspect load ls rm tag"
     };
     format!(
         "Usage:  {PROG} {group} COMMAND\n\nManage {group}s\n\nCommands:\n  {commands}\n\nRun '{PROG} {group} COMMAND --help' for more information on a command.\n"
@@ -1282,7 +1405,8 @@ fn canonical_verb(group: Option<&str>, word: &str) -> Option<&'static str> {
         (Some("image"), "ls" | "list") => "images",
         (Some("image"), "rm" | "remove") => "rmi",
         (Some("image"), "inspect") => "image-inspect",
-        (Some("image"), w @ ("tag" | "load" | "import")) => return verb(w).map(|s| s.name),
+        (Some("image"), w @ ("tag" | "load" | "import" | "build")) => return verb(w).map(|s| s.name),
+        (Some("container"), w @ ("commit" | "export")) => return verb(w).map(|s| s.name),
         (None, w) if w != "prune" && w != "image-inspect" => return verb(w).map(|s| s.name),
         _ => return None,
     };
@@ -1574,6 +1698,37 @@ fn parse_verb(
                 target: f.args[1].clone(),
             }
         }
+        "build" => {
+            let f: BuildFlags = argh_parse(spec, &words)?;
+            Action::Build(super::build::BuildSpec {
+                context: f.args[0].clone(),
+                tags: f.tag,
+                file: f.file,
+                build_args: f.build_arg,
+                target: f.target,
+                no_cache: f.no_cache,
+                quiet: f.quiet,
+                network: f.network,
+                labels: f.label,
+            })
+        }
+        "commit" => {
+            let f: CommitFlags = argh_parse(spec, &words)?;
+            Action::Commit {
+                container: f.args[0].clone(),
+                reference: f.args.get(1).cloned(),
+                message: f.message,
+                author: f.author,
+                changes: f.change,
+            }
+        }
+        "export" => {
+            let f: ExportFlags = argh_parse(spec, &words)?;
+            Action::Export {
+                container: f.args[0].clone(),
+                output: f.output,
+            }
+        }
         "load" => {
             let f: LoadFlags = argh_parse(spec, &words)?;
             Action::Load {
@@ -1621,6 +1776,9 @@ fn help_for(spec: &VerbSpec) -> String {
         "version" | "info" => argh_help::<FormatOnlyFlags>(spec),
         "images" => argh_help::<ImagesFlags>(spec),
         "rmi" => argh_help::<RmiFlags>(spec),
+        "build" => argh_help::<BuildFlags>(spec),
+        "commit" => argh_help::<CommitFlags>(spec),
+        "export" => argh_help::<ExportFlags>(spec),
         "load" => argh_help::<LoadFlags>(spec),
         "import" => argh_help::<ImportFlags>(spec),
         _ => format!("Usage:  {PROG} {}\n", spec.usage),

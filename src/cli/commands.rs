@@ -211,6 +211,22 @@ pub fn execute(client: &Client, action: Action) -> Res {
             client.post(&format!("/images/{}/tag{q}", seg(&source)), None)?;
             Ok(0)
         }
+        Action::Build(b) => super::build::build(client, &b),
+        Action::Commit {
+            container,
+            reference,
+            message,
+            author,
+            changes,
+        } => super::build::commit(
+            client,
+            &container,
+            reference.as_deref(),
+            message.as_deref(),
+            author.as_deref(),
+            &changes,
+        ),
+        Action::Export { container, output } => super::build::export(client, &container, output.as_deref()),
         Action::Load { input, quiet } => load(client, input, quiet),
         Action::Import {
             source,

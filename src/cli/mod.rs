@@ -6,6 +6,7 @@
 //! Only [`main`] turns errors into exit codes.
 
 pub mod args;
+pub mod build;
 pub mod commands;
 pub mod compose;
 pub mod format;

@@ -2,6 +2,7 @@
 //! socket, and stops cleanly on SIGTERM/SIGINT. Containers are held by their shims, so they
 //! keep running across a daemon restart or upgrade.
 
+pub mod build;
 pub mod container;
 mod container_mounts;
 pub mod engine;

@@ -7,6 +7,8 @@
 //! layers/<diff id hex>/fs     the layer unpacked once, shared by every image using it
 //! layers/<diff id hex>/…      layer.json (sizes), tar-split.gz (to rebuild the exact tar)
 //! repositories.json           tag → image ID
+//! build-cache/<key>           image ID a build step produced (see `build`)
+//! build-cache/parents/<id>    image ID a build step started from
 //! tmp/                        work in progress; emptied by `ImageStore::open`
 //! ```
 //!
@@ -22,6 +24,8 @@
 //! blob for Range resumption would live beside `tmp/` in a directory `open` keeps.
 
 mod archive;
+pub mod build;
+pub mod commit;
 pub mod config;
 pub mod entry_path;
 mod error;
