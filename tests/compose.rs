@@ -450,13 +450,31 @@ fn up_time_of_a_three_service_stack() {
     for round in 0..3 {
         let t = std::time::Instant::now();
         for n in ["a", "b", "c"] {
-            lab.ok(&["run", "-d", "--name", &format!("r{round}{n}"), "busybox:latest", "sleep", "600"]);
+            lab.ok(&[
+                "run",
+                "-d",
+                "--name",
+                &format!("r{round}{n}"),
+                "busybox:latest",
+                "sleep",
+                "600",
+            ]);
         }
         runs.push(t.elapsed());
         let t = std::time::Instant::now();
         compose_ok(&lab, &file, &["-p", &format!("t{round}"), "up", "-d"]);
         ups.push(t.elapsed());
-        assert_eq!(lab.ok(&["ps", "-q", "--filter", &format!("label=com.docker.compose.project=t{round}")]).lines().count(), 3);
+        assert_eq!(
+            lab.ok(&[
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=com.docker.compose.project=t{round}")
+            ])
+            .lines()
+            .count(),
+            3
+        );
     }
     runs.sort();
     ups.sort();
@@ -465,5 +483,96 @@ fn up_time_of_a_three_service_stack() {
         ups[1],
         runs[1],
         ups[1].as_secs_f64() / runs[1].as_secs_f64()
+    );
+}
+
+/// The seed notes' second project, verbatim: a proxy built from nginx.Dockerfile in front of
+/// a web server with a bind-mounted html folder.
+const SEED_PROXY: &str = "version: '2'
+
+# 仅使用 nginx.conf 到 image
+
+services:
+  proxy:
+    build:
+      context: .
+      dockerfile: nginx.Dockerfile
+    ports:
+      - '80:80'
+  web:
+    image: httpd
+    volumes:
+      - ./html:/usr/local/apache2/htdocs/
+";
+
+const NGINX_DOCKERFILE: &str = "FROM nginx:1.13\n\nCOPY nginx.conf /etc/nginx/conf.d/default.conf\n";
+
+const NGINX_CONF: &str = "server {
+
+  listen 80;
+
+  location / {
+
+    proxy_pass         http://web;
+    proxy_redirect     off;
+    proxy_set_header   Host $host;
+    proxy_set_header   X-Real-IP $remote_addr;
+    proxy_set_header   X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header   X-Forwarded-Host $server_name;
+
+  }
+}
+";
+
+/// A stand-in "nginx": answers each connection on :80 with what `proxy_pass` in its
+/// default.conf serves, so the COPY in nginx.Dockerfile decides where requests go.
+const PROXY_STAND_IN: &str = r#"#!/bin/sh
+read -r request
+target=$(sed -n 's/.*proxy_pass *http:\/\/\([^;]*\);.*/\1/p' /etc/nginx/conf.d/default.conf)
+body=$(wget -q -O- "http://$target/")
+printf 'HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n%s\n' "$body"
+"#;
+
+#[test]
+fn seed_proxy_file_builds_and_serves_through_the_proxy() {
+    let lab = Lab::new("compose-proxy");
+    let tar = std::fs::read(harness::busybox_tar()).unwrap();
+    let cmd = r#"CMD ["httpd", "-f", "-p", "80", "-h", "/usr/local/apache2/htdocs"]"#;
+    let out = lab.shoal_stdin(&["import", "--change", cmd, "-", "httpd:latest"], &tar);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let nginx = lab.dir.join("nginx-stand-in");
+    std::fs::create_dir_all(&nginx).unwrap();
+    std::fs::write(nginx.join("proxy.sh"), PROXY_STAND_IN).unwrap();
+    std::fs::write(
+        nginx.join("Dockerfile"),
+        "FROM busybox:latest\nCOPY proxy.sh /proxy.sh\nRUN chmod 755 /proxy.sh && mkdir -p /etc/nginx/conf.d\nCMD [\"nc\", \"-ll\", \"-p\", \"80\", \"-e\", \"/proxy.sh\"]\n",
+    )
+    .unwrap();
+    lab.ok(&["build", "-t", "nginx:1.13", nginx.to_str().unwrap()]);
+
+    let dir = lab.dir.join("site");
+    std::fs::create_dir_all(dir.join("html")).unwrap();
+    std::fs::write(dir.join("docker-compose.yml"), SEED_PROXY).unwrap();
+    std::fs::write(dir.join("nginx.Dockerfile"), NGINX_DOCKERFILE).unwrap();
+    std::fs::write(dir.join("nginx.conf"), NGINX_CONF).unwrap();
+    std::fs::write(dir.join("html/index.html"), "<h1>agency template</h1>\n").unwrap();
+    let file = dir.join("docker-compose.yml");
+    compose_ok(&lab, &file, &["up", "-d"]);
+    assert_eq!(names(&lab), ["site-proxy-1", "site-web-1"]);
+    assert!(lab
+        .ok(&["images", "--format", "{{.Repository}}"])
+        .contains("site-proxy"));
+    let mut last = String::new();
+    let served = harness::eventually(15, || {
+        last = http_code(&lab, "http://127.0.0.1:80/");
+        last.contains("agency template")
+    });
+    assert!(served, "through the proxy: {last:?}");
+    compose_ok(&lab, &file, &["down", "--rmi", "local", "-t", "1"]);
+    assert!(names(&lab).is_empty());
+    let images = lab.ok(&["images", "--format", "{{.Repository}}"]);
+    assert!(
+        !images.contains("site-proxy") && images.contains("httpd"),
+        "{images}"
     );
 }
