@@ -576,3 +576,22 @@ fn seed_proxy_file_builds_and_serves_through_the_proxy() {
         "{images}"
     );
 }
+
+/// A UDP port published by compose reaches the engine as a udp binding. (The busybox test
+/// image has no UDP server applet, so no datagram is exchanged here.)
+#[test]
+fn udp_port_is_published_as_udp() {
+    let lab = Lab::new("compose-udp");
+    let file = lab.dir.join("compose.yaml");
+    std::fs::write(
+        &file,
+        "services:\n  time:\n    image: busybox:latest\n    command: [\"sleep\", \"600\"]\n    ports:\n      - \"5123:123/udp\"\n      - target: 53\n        published: \"5353\"\n        protocol: udp\n",
+    )
+    .unwrap();
+    compose_ok(&lab, &file, &["-p", "udp", "up", "-d"]);
+    let port = lab.ok(&["port", "udp-time-1"]);
+    assert!(port.contains("123/udp -> 0.0.0.0:5123"), "{port}");
+    assert!(port.contains("53/udp -> 0.0.0.0:5353"), "{port}");
+    assert!(!port.contains("/tcp"), "{port}");
+    compose_ok(&lab, &file, &["-p", "udp", "down", "-t", "1"]);
+}
