@@ -595,3 +595,49 @@ fn udp_port_is_published_as_udp() {
     assert!(!port.contains("/tcp"), "{port}");
     compose_ok(&lab, &file, &["-p", "udp", "down", "-t", "1"]);
 }
+
+#[test]
+fn other_verbs_stop_start_restart_logs_run_rm_ls_top() {
+    let lab = Lab::new("compose-verbs");
+    let file = lab.dir.join("compose.yaml");
+    std::fs::write(
+        &file,
+        "name: verbs\nservices:\n  talker:\n    image: busybox:latest\n    command: [\"sh\", \"-c\", \"echo said-hello; exec sleep 600\"]\n",
+    )
+    .unwrap();
+    compose_ok(&lab, &file, &["up", "-d"]);
+    let state = |lab: &Lab| lab.ok(&["inspect", "-f", "{{.State.Status}}", "verbs-talker-1"]);
+    assert!(harness::eventually(5, || compose_ok(&lab, &file, &["logs"])
+        .contains("verbs-talker-1 | said-hello")));
+    compose_ok(&lab, &file, &["stop", "-t", "1"]);
+    assert_eq!(state(&lab), "exited");
+    compose_ok(&lab, &file, &["start"]);
+    assert_eq!(state(&lab), "running");
+    let before = lab.ok(&["inspect", "-f", "{{.State.StartedAt}}", "verbs-talker-1"]);
+    compose_ok(&lab, &file, &["restart", "-t", "1"]);
+    assert_ne!(
+        lab.ok(&["inspect", "-f", "{{.State.StartedAt}}", "verbs-talker-1"]),
+        before
+    );
+    let ls = compose_ok(&lab, &file, &["ls"]);
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("verbs") && l.contains("running(1)")),
+        "{ls}"
+    );
+    let top = compose_ok(&lab, &file, &["top"]);
+    assert!(top.contains("sleep 600"), "{top}");
+    // A one-off: its own container, labelled oneoff, removed with --rm; its exit code returned.
+    let out = compose(
+        &lab,
+        &file,
+        &["run", "--rm", "-T", "talker", "sh", "-c", "echo one-off; exit 3"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stdout(&out).contains("one-off"), "{}", stdout(&out));
+    assert_eq!(names(&lab), ["verbs-talker-1"]);
+    compose_ok(&lab, &file, &["stop", "-t", "1"]);
+    compose_ok(&lab, &file, &["rm", "-f"]);
+    assert!(names(&lab).is_empty());
+    compose_ok(&lab, &file, &["down"]);
+}

@@ -127,3 +127,25 @@ fn invalid_project_name_is_refused() {
     assert_ne!(code, 0);
     assert!(err.contains("invalid project name \"Not Valid\""), "{err}");
 }
+
+/// src/compose is pure (design rule): no file system, no clock, no sockets, no runtime.
+#[test]
+fn compose_model_does_no_io() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/compose");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for banned in [
+            "std::fs",
+            "rustix",
+            "smol",
+            "SystemTime",
+            "Instant",
+            "std::net::Tcp",
+            "std::process",
+            "std::env",
+        ] {
+            assert!(!text.contains(banned), "{} uses {banned}", path.display());
+        }
+    }
+}
