@@ -4,6 +4,10 @@
 //! alias bomb or an absurdly deep or large file is refused instead of eating the board's
 //! memory. Every node keeps the line and column it was written at, which is what lets later
 //! stages name the exact spot of a bad value.
+//!
+//! Cost: about 490 KiB of a release binary (opt-level z, LTO, stripped, x86_64), measured as
+//! a serde_json-only program against the same program parsing YAML with serde-saphyr's
+//! `deserialize` feature (which brings granit-parser and annotate-snippets).
 
 use std::fmt;
 
