@@ -641,3 +641,92 @@ fn other_verbs_stop_start_restart_logs_run_rm_ls_top() {
     assert!(names(&lab).is_empty());
     compose_ok(&lab, &file, &["down"]);
 }
+
+/// The healthcheck flags of `run` (the same State.Health compose's service_healthy reads).
+#[test]
+fn run_health_flags_drive_state_health() {
+    let lab = Lab::new("health-flags");
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "good",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "300ms",
+        "busybox:latest",
+        "sleep",
+        "600",
+    ]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "bad",
+        "--health-cmd",
+        "echo failing; exit 1",
+        "--health-interval",
+        "300ms",
+        "--health-retries",
+        "2",
+        "busybox:latest",
+        "sleep",
+        "600",
+    ]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "none",
+        "--no-healthcheck",
+        "busybox:latest",
+        "sleep",
+        "600",
+    ]);
+    assert!(harness::eventually(10, || lab.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Health.Status}}",
+        "good"
+    ]) == "healthy"));
+    assert!(harness::eventually(10, || lab.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Health.Status}}",
+        "bad"
+    ]) == "unhealthy"));
+    let bad = lab.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Health.FailingStreak}} {{(index .State.Health.Log 0).Output}}",
+        "bad",
+    ]);
+    assert!(
+        bad.starts_with('2') || bad.starts_with('3') || bad.starts_with('4'),
+        "{bad}"
+    );
+    assert!(bad.contains("failing"), "{bad}");
+    let ps = lab.ok(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("good ") && l.ends_with("(healthy)")),
+        "{ps}"
+    );
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("bad ") && l.ends_with("(unhealthy)")),
+        "{ps}"
+    );
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("none ") && !l.contains("health")),
+        "{ps}"
+    );
+    let out = lab.shoal(&["run", "-d", "--health-interval", "soon", "busybox:latest"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("invalid duration"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -10,6 +10,7 @@ pub mod build;
 pub mod commands;
 pub mod compose;
 pub mod format;
+pub mod health_flags;
 pub mod network;
 pub mod session;
 pub mod tables;

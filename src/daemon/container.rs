@@ -120,6 +120,8 @@ pub struct ImageDefaults {
     pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
     pub volumes: Option<BTreeMap<String, serde_json::Value>>,
     pub stop_signal: Option<String>,
+    /// The image's HEALTHCHECK, used when the container sets none.
+    pub healthcheck: Option<crate::api::types::HealthConfig>,
 }
 
 /// Overlay the user's config on the image's, as dockerd does: env by key, cmd/entrypoint
@@ -136,6 +138,9 @@ pub fn merge_config(mut user: ContainerConfig, image: &ImageDefaults) -> Contain
         env.insert(0, format!("PATH={DEFAULT_PATH}"));
     }
     user.env = Some(env);
+    if user.healthcheck.is_none() {
+        user.healthcheck = image.healthcheck.clone();
+    }
     let entrypoint_given = user.entrypoint.is_some();
     if user
         .entrypoint

@@ -827,6 +827,7 @@ pub fn image_defaults(image: &Image) -> ImageDefaults {
         exposed_ports: c.exposed_ports.clone(),
         volumes: c.volumes.clone(),
         stop_signal: c.stop_signal.clone(),
+        healthcheck: c.healthcheck.clone().and_then(|h| serde_json::from_value(h).ok()),
     }
 }
 
