@@ -19,6 +19,9 @@ pub enum InterpolationError {
 impl std::fmt::Display for InterpolationError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            InterpolationError::Required { name, message } if message.is_empty() => {
+                write!(f, "required variable {name} is missing a value")
+            }
             InterpolationError::Required { name, message } => {
                 write!(f, "required variable {name} is missing a value: {message}")
             }
@@ -279,6 +282,10 @@ mod tests {
         assert_eq!(run("${EMPTY?x}").unwrap(), "");
         assert_eq!(run("${SET:?x}").unwrap(), "value");
         assert!(run("${UNSET?x}").is_err());
+        assert_eq!(
+            run("${UNSET:?}").unwrap_err().to_string(),
+            "required variable UNSET is missing a value"
+        );
     }
 
     #[test]
