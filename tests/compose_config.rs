@@ -111,6 +111,7 @@ fn bad_files_name_file_line_column_and_key() {
         ("unknown_key.yml", "unknown_key.yml:4:5: services.web.imgae: unknown service key"),
         ("required_var.yml", "required_var.yml:3:12: services.web.image: required variable NEEDED is missing a value: please set NEEDED"),
         ("bad_yaml.yml", "bad_yaml.yml:3:12: "),
+        ("include.yml", "include.yml:1:1: include: not supported by shoal"),
     ];
     for (file, want) in cases {
         let (code, out, err) = compose(&["-f", &format!("errors/{file}"), "config"], &[]);

@@ -269,6 +269,9 @@ impl Normalizer<'_> {
                 project.extensions.push((k.name.clone(), v.clone()));
             } else if !TOP_KEYS.contains(&k.name.as_str()) {
                 return Err(self.err_at(k.pos, &k.name, "unknown top-level key"));
+            } else if matches!(k.name.as_str(), "include" | "models") {
+                // Silently dropping included services would start a different project.
+                return Err(self.err_at(k.pos, &k.name, "not supported by shoal"));
             } else if k.name == "version" {
                 self.warnings.push(format!(
                     "{}: the attribute `version` is obsolete, it will be ignored",
