@@ -392,6 +392,74 @@ mod tests {
         assert_eq!(decide(3, 2, true, false, false), Decision::Remove);
     }
 
+    fn project(text: &str) -> Project {
+        let env = |_: &str| None;
+        let read = |p: &str| Err(format!("{p}: not in this test"));
+        let input = crate::compose::load::Input {
+            files: vec![("/srv/app/compose.yaml".into(), text.into())],
+            working_dir: "/srv/app".into(),
+            env: &env,
+            project_name: None,
+            profiles: Vec::new(),
+            requested: Vec::new(),
+            read_file: &read,
+        };
+        crate::compose::load::load(&input).unwrap().project
+    }
+
+    #[test]
+    fn create_body_names_labels_mounts_and_networks() {
+        let p = project(
+            "services:\n  web:\n    image: busybox\n    ports: ['8080:80', '53:53/udp']\n    volumes: [data:/data, ./site:/site:ro]\n    secrets: [token]\n    networks:\n      front:\n        aliases: [www]\n      back:\n    restart: on-failure:3\n    healthcheck:\n      test: true\n      interval: 2s\nnetworks:\n  front:\n  back:\nvolumes:\n  data:\nsecrets:\n  token:\n    file: ./token.txt\n",
+        );
+        let web = &p.services["web"];
+        assert_eq!(container_name(&p, web, 2), "app-web-2");
+        let hash = config_hash(web);
+        let b = create_body(&p, web, 2, false, &hash);
+        assert_eq!(b["Labels"][LABEL_PROJECT], "app");
+        assert_eq!(b["Labels"][LABEL_NUMBER], "2");
+        assert_eq!(b["Labels"][LABEL_ONEOFF], "False");
+        assert_eq!(b["Labels"][LABEL_HASH], hash.as_str());
+        assert_eq!(b["Labels"][LABEL_FILES], "/srv/app/compose.yaml");
+        assert_eq!(b["HostConfig"]["PortBindings"]["53/udp"][0]["HostPort"], "53");
+        assert_eq!(
+            b["HostConfig"]["RestartPolicy"],
+            json!({"Name": "on-failure", "MaximumRetryCount": 3})
+        );
+        let mounts = b["HostConfig"]["Mounts"].as_array().unwrap();
+        assert_eq!(mounts[0]["Source"], "app_data");
+        assert_eq!(
+            (
+                mounts[1]["Type"].as_str(),
+                mounts[1]["Source"].as_str(),
+                mounts[1]["ReadOnly"].as_bool()
+            ),
+            (Some("bind"), Some("/srv/app/site"), Some(true))
+        );
+        assert_eq!(
+            mounts[2],
+            json!({"Type": "bind", "Source": "/srv/app/token.txt", "Target": "/run/secrets/token", "ReadOnly": true})
+        );
+        // The first network at create (alphabetical: back), the others connected after.
+        assert_eq!(b["HostConfig"]["NetworkMode"], "app_back");
+        let nets = attachments(&p, web);
+        assert_eq!(
+            nets[1],
+            (
+                "app_front".to_string(),
+                vec!["web".to_string(), "www".to_string()],
+                None
+            )
+        );
+        assert_eq!(b["Healthcheck"]["Test"], json!(["CMD-SHELL", "true"]));
+        assert_eq!(b["Healthcheck"]["Interval"], json!(2_000_000_000i64));
+        // The hash follows the definition, not where it was written.
+        let mut changed = web.clone();
+        changed.environment.insert("X".into(), Some("1".into()));
+        assert_ne!(config_hash(&changed), hash);
+        assert_eq!(config_hash(&web.clone()), hash);
+    }
+
     #[test]
     fn filter_shape() {
         assert_eq!(
