@@ -257,6 +257,14 @@ fn service_healthy_waits_for_a_passing_healthcheck() {
         "app {app_started} before healthy {first_pass}"
     );
     compose_ok(&lab, &file, &["-p", "hc", "down", "-t", "1"]);
+    // `up --wait` returns once every service with a healthcheck is healthy.
+    compose_ok(&lab, &file, &["-p", "hc", "up", "--wait", "--no-deps", "db"]);
+    assert_eq!(
+        lab.ok(&["inspect", "-f", "{{.State.Health.Status}}", "hc-db-1"]),
+        "healthy"
+    );
+    assert_eq!(names(&lab), ["hc-db-1"]);
+    compose_ok(&lab, &file, &["-p", "hc", "down", "-t", "1"]);
     // An unhealthy dependency fails `up` with a clear error.
     std::fs::write(
         &file,
