@@ -738,3 +738,30 @@ fn run_health_flags_drive_state_health() {
         stderr(&out)
     );
 }
+
+/// `up` without -d prints the services' logs and stops them on Ctrl-C.
+#[test]
+fn attached_up_follows_logs_and_ctrl_c_stops() {
+    use std::io::{BufRead, BufReader};
+    let lab = Lab::new("compose-attached");
+    let file = lab.dir.join("compose.yaml");
+    std::fs::write(&file, "name: att\nservices:\n  ticker:\n    image: busybox:latest\n    command: [\"sh\", \"-c\", \"echo tick-started; exec sleep 600\"]\n").unwrap();
+    let mut child = std::process::Command::new(harness::BIN)
+        .args(["-H", &lab.host(), "compose", "-f", file.to_str().unwrap(), "up"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert_eq!(first, "att-ticker-1 | tick-started");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(
+        lab.ok(&["inspect", "-f", "{{.State.Status}}", "att-ticker-1"]),
+        "exited"
+    );
+    compose_ok(&lab, &file, &["down"]);
+}

@@ -912,7 +912,32 @@ fn up(client: &Client, g: &Global, args: &[String]) -> Result<i32, String> {
     if f.has("detach") || f.has("wait") {
         return Ok(0);
     }
-    // Attached: follow every service's logs until the containers stop.
+    // Attached: follow every service's logs until the containers stop; Ctrl-C stops them,
+    // as docker compose does. The signal thread starts before the log threads so they
+    // inherit the blocked mask.
+    let stopper = client.clone();
+    let name = project.name.clone();
+    let stopping = services.clone();
+    let _ = crate::cli::term::spawn_signal_thread(move |event| {
+        let crate::cli::term::SignalEvent::Signal(_, sig) = event else {
+            return;
+        };
+        if sig != libc::SIGINT && sig != libc::SIGTERM {
+            return;
+        }
+        eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
+        if let Ok(list) = containers(&stopper, &name, false, false) {
+            for c in list
+                .iter()
+                .rev()
+                .filter(|c| stopping.contains(&label(c, plan::LABEL_SERVICE)))
+            {
+                let _ = stopper.post(&format!("/containers/{}/stop", cid(c)), None);
+                eprintln!(" Container {}  Stopped", cname(c));
+            }
+        }
+        std::process::exit(130);
+    });
     follow_logs(client, &project.name, &services, true, None)?;
     Ok(0)
 }
