@@ -9,6 +9,7 @@ pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod cluster;
+pub mod compose;
 pub mod daemon;
 pub mod image;
 pub mod init;

@@ -93,10 +93,11 @@ fn list(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
     let mut out = Vec::new();
     for info in net.list() {
         let Ok(v) = net.inspect(&info.id) else { continue };
-        if filters
-            .iter()
-            .all(|(k, vals)| vals.iter().any(|want| filter_matches(&v, k, want)))
-        {
+        if filters.iter().all(|(k, vals)| match k.as_str() {
+            // As dockerd: label conditions are all required; other keys take any value.
+            "label" => vals.iter().all(|want| filter_matches(&v, k, want)),
+            _ => vals.iter().any(|want| filter_matches(&v, k, want)),
+        }) {
             out.push(v);
         }
     }

@@ -17,7 +17,11 @@ pub fn status_line(rec: &Record, now_nanos: i128) -> String {
     let st = &rec.state;
     match st.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", since(&st.started_at)),
+        Status::Running => format!(
+            "Up {}{}",
+            since(&st.started_at),
+            st.health.as_ref().map(|h| h.ps_suffix()).unwrap_or("")
+        ),
         Status::Restarting => format!("Restarting ({}) {} ago", st.exit_code, since(&st.finished_at)),
         Status::Removing => "Removal In Progress".into(),
         Status::Dead => "Dead".into(),
@@ -88,6 +92,19 @@ pub fn inspect(rec: &Record, dir: &std::path::Path) -> Value {
     let st = &rec.state;
     let argv = rec.argv();
     let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let mut v = inspect_body(rec, st, &argv, &path);
+    if let Some(h) = &st.health {
+        v["State"]["Health"] = json!(h);
+    }
+    v
+}
+
+fn inspect_body(
+    rec: &Record,
+    st: &super::super::daemon::container::State,
+    argv: &[String],
+    path: &dyn Fn(&str) -> String,
+) -> Value {
     json!({
         "Id": rec.id,
         "Created": rec.created,
@@ -159,7 +176,8 @@ pub fn parse_filters(raw: Option<&str>) -> Result<BTreeMap<String, Vec<String>>,
     Ok(out)
 }
 
-/// Whether a container passes `docker ps --filter` (each key ORs its values; keys AND).
+/// Whether a container passes `docker ps --filter` (each key ORs its values, except `label`
+/// whose values all must match; keys AND).
 pub fn matches(rec: &Record, filters: &BTreeMap<String, Vec<String>>) -> Result<bool, String> {
     for (key, values) in filters {
         let ok = match key.as_str() {
@@ -182,7 +200,8 @@ pub fn matches(rec: &Record, filters: &BTreeMap<String, Vec<String>>) -> Result<
                 rec.state.status == Status::Exited
                     && values.iter().any(|v| v.parse() == Ok(rec.state.exit_code))
             }
-            "label" => values.iter().any(|v| {
+            // As dockerd: every label condition must hold (docker-compose relies on it).
+            "label" => values.iter().all(|v| {
                 let labels = rec.config.labels.clone().unwrap_or_default();
                 match v.split_once('=') {
                     Some((k, val)) => labels.get(k).is_some_and(|x| x == val),

@@ -107,6 +107,13 @@ const RUN_FLAGS: &[FlagSpec] = &[
     s(' ', "log-driver"),
     s(' ', "stop-signal"),
     i(' ', "stop-timeout"),
+    s(' ', "health-cmd"),
+    s(' ', "health-interval"),
+    s(' ', "health-timeout"),
+    i(' ', "health-retries"),
+    s(' ', "health-start-period"),
+    s(' ', "health-start-interval"),
+    b(' ', "no-healthcheck"),
     b(' ', "privileged"),
     s('a', "attach"),
     s(' ', "detach-keys"),
@@ -716,6 +723,27 @@ pub struct RunFlags {
     /// timeout (in seconds) to stop a container
     #[argh(option)]
     pub stop_timeout: Option<i64>,
+    /// command to run to check health
+    #[argh(option)]
+    pub health_cmd: Option<String>,
+    /// time between running the check
+    #[argh(option)]
+    pub health_interval: Option<String>,
+    /// maximum time to allow one check to run
+    #[argh(option)]
+    pub health_timeout: Option<String>,
+    /// consecutive failures needed to report unhealthy
+    #[argh(option)]
+    pub health_retries: Option<i64>,
+    /// start period for the container to initialize before counting retries
+    #[argh(option)]
+    pub health_start_period: Option<String>,
+    /// time between checks during the start period
+    #[argh(option)]
+    pub health_start_interval: Option<String>,
+    /// disable any container-specified HEALTHCHECK
+    #[argh(switch)]
+    pub no_healthcheck: bool,
     /// give extended privileges to this container
     #[argh(switch)]
     pub privileged: bool,
@@ -2043,6 +2071,18 @@ pub fn validate_run(
     set(&mut body, "StopSignal", &f.stop_signal);
     if let Some(t) = f.stop_timeout {
         body["StopTimeout"] = json!(t);
+    }
+    let health = super::health_flags::HealthFlags {
+        cmd: f.health_cmd.clone(),
+        interval: f.health_interval.clone(),
+        timeout: f.health_timeout.clone(),
+        retries: f.health_retries,
+        start_period: f.health_start_period.clone(),
+        start_interval: f.health_start_interval.clone(),
+        none: f.no_healthcheck,
+    };
+    if let Some(h) = super::health_flags::healthcheck(&health).map_err(|e| ArgError::flag(spec, e))? {
+        body["Healthcheck"] = h;
     }
     if let Some(name) = &f.name {
         if name.is_empty()

@@ -8,8 +8,10 @@
 pub mod args;
 pub mod build;
 pub mod commands;
+pub mod compose;
 pub mod events;
 pub mod format;
+pub mod health_flags;
 pub mod network;
 pub mod registry;
 pub mod session;
@@ -24,6 +26,9 @@ use crate::api::client::{self, Client, HOST_ENV};
 /// Run a client verb; `args` excludes the program name. Returns the process exit code.
 pub fn main(argv: &[String]) -> i32 {
     if let Some(code) = network::main(argv) {
+        return code;
+    }
+    if let Some(code) = compose::main(argv) {
         return code;
     }
     if let Some(code) = volume::main(argv) {

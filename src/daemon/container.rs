@@ -50,6 +50,9 @@ pub struct State {
     pub error: String,
     pub started_at: String,
     pub finished_at: String,
+    /// Probe results of the current run; not persisted (no flash write per probe).
+    #[serde(skip)]
+    pub health: Option<super::health::Health>,
 }
 
 impl Default for State {
@@ -62,6 +65,7 @@ impl Default for State {
             error: String::new(),
             started_at: timefmt::ZERO.into(),
             finished_at: timefmt::ZERO.into(),
+            health: None,
         }
     }
 }
@@ -116,6 +120,8 @@ pub struct ImageDefaults {
     pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
     pub volumes: Option<BTreeMap<String, serde_json::Value>>,
     pub stop_signal: Option<String>,
+    /// The image's HEALTHCHECK, used when the container sets none.
+    pub healthcheck: Option<crate::api::types::HealthConfig>,
 }
 
 /// Overlay the user's config on the image's, as dockerd does: env by key, cmd/entrypoint
@@ -132,6 +138,9 @@ pub fn merge_config(mut user: ContainerConfig, image: &ImageDefaults) -> Contain
         env.insert(0, format!("PATH={DEFAULT_PATH}"));
     }
     user.env = Some(env);
+    if user.healthcheck.is_none() {
+        user.healthcheck = image.healthcheck.clone();
+    }
     let entrypoint_given = user.entrypoint.is_some();
     if user
         .entrypoint

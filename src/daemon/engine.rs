@@ -519,6 +519,7 @@ impl Engine {
     }
 
     fn spawn_monitor(self: &Arc<Self>, entry: Arc<Entry>) {
+        super::health::watch(entry.clone());
         let engine = self.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("monitor-{}", short(&entry.id)))
@@ -872,6 +873,7 @@ pub fn image_defaults(image: &Image) -> ImageDefaults {
         exposed_ports: c.exposed_ports.clone(),
         volumes: c.volumes.clone(),
         stop_signal: c.stop_signal.clone(),
+        healthcheck: c.healthcheck.clone().and_then(|h| serde_json::from_value(h).ok()),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod container;
 mod container_mounts;
 pub mod engine;
 pub mod events;
+pub mod health;
 pub mod logger;
 pub mod mounts;
 pub mod names;

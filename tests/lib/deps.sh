@@ -25,6 +25,8 @@ install_test_deps() {
     # The admin page's browser test drives headless Chromium through chromedriver.
     apt_install chromium chromium-driver
     ensure_rust
+    # A second compose client (Python, v1 API usage) for the compose tests.
+    apt_install docker-compose || true
     if ! command -v docker >/dev/null 2>&1 || ! command -v dockerd >/dev/null 2>&1; then
         # The docker CLI drives shoal in tests; image tests also start a private dockerd in its
         # own network namespace (no bridge, no iptables) as a second implementation.
