@@ -915,6 +915,11 @@ fn up(client: &Client, g: &Global, args: &[String]) -> Result<i32, String> {
     // Attached: follow every service's logs until the containers stop; Ctrl-C stops them,
     // as docker compose does. The signal thread starts before the log threads so they
     // inherit the blocked mask.
+    // 0: running, 1: Ctrl-C seen, stopping, 2: stopped. The logs end as soon as the last
+    // container stops, possibly before the signal thread is done: the exit code (130) and the
+    // remaining stops must not be lost to that race.
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let flag = interrupted.clone();
     let stopper = client.clone();
     let name = project.name.clone();
     let stopping = services.clone();
@@ -924,6 +929,10 @@ fn up(client: &Client, g: &Global, args: &[String]) -> Result<i32, String> {
         };
         if sig != libc::SIGINT && sig != libc::SIGTERM {
             return;
+        }
+        if flag.swap(1, std::sync::atomic::Ordering::SeqCst) != 0 {
+            // Second Ctrl-C: force.
+            std::process::exit(130);
         }
         eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
         if let Ok(list) = containers(&stopper, &name, false, false) {
@@ -936,10 +945,18 @@ fn up(client: &Client, g: &Global, args: &[String]) -> Result<i32, String> {
                 eprintln!(" Container {}  Stopped", cname(c));
             }
         }
-        std::process::exit(130);
+        flag.store(2, std::sync::atomic::Ordering::SeqCst);
     });
     follow_logs(client, &project.name, &services, true, None)?;
-    Ok(0)
+    use std::sync::atomic::Ordering;
+    while interrupted.load(Ordering::SeqCst) == 1 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Ok(if interrupted.load(Ordering::SeqCst) == 2 {
+        130
+    } else {
+        0
+    })
 }
 
 fn down(client: &Client, g: &Global, args: &[String]) -> Result<i32, String> {
