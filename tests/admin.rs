@@ -698,6 +698,37 @@ fn fifty_containers_pages_projects_and_memory() {
         projects.contains("p1 <span class=m>0/10 running</span>"),
         "{projects}"
     );
+    // Down: the project's containers and its networks go, other projects stay.
+    lab.ok(&[
+        "network",
+        "create",
+        "--label",
+        "com.docker.compose.project=p3",
+        "p3_default",
+    ]);
+    lab.ok(&[
+        "network",
+        "create",
+        "--label",
+        "com.docker.compose.project=p4",
+        "p4_default",
+    ]);
+    let r = post(&lab, &s, "/projects/p3", "do=down&back=%2Fprojects");
+    assert_eq!(r.status, 303, "{r:?}");
+    let names = lab.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(
+        !names.lines().any(|n| ["c03", "c08", "c48"].contains(&n)),
+        "{names}"
+    );
+    assert!(
+        names.lines().any(|n| n == "c04") && names.lines().any(|n| n == "c01"),
+        "{names}"
+    );
+    let nets = lab.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(
+        !nets.contains("p3_default") && nets.contains("p4_default"),
+        "{nets}"
+    );
 
     // Memory in use: after a warm-up, 100 rounds of every page move the daemon's RSS by at
     // most 1 MiB.

@@ -323,7 +323,11 @@ pub fn projects(projects: &[Project], csrf: &str) -> String {
             p.containers.len(),
             buttons(
                 &format!("/projects/{}", p.name),
-                &[("start", "Start all", false), ("stop", "Stop all", false)],
+                &[
+                    ("start", "Start all", false),
+                    ("stop", "Stop all", false),
+                    ("down", "Down", true)
+                ],
                 csrf,
                 "/projects"
             ),

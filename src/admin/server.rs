@@ -362,7 +362,7 @@ fn container_action(engine: &Arc<Engine>, id: &str, verb: &str) -> Result<(), St
 /// Start or stop every container of a compose project, all at once (as compose does, so a
 /// project of containers that each take their stop timeout does not take the sum of them).
 fn project_action(engine: &Arc<Engine>, name: &str, verb: &str) -> Result<(), String> {
-    if !matches!(verb, "start" | "stop") {
+    if !matches!(verb, "start" | "stop" | "down") {
         return Err(format!("unknown project action {verb:?}"));
     }
     let members: Vec<String> = engine
@@ -386,6 +386,8 @@ fn project_action(engine: &Arc<Engine>, name: &str, verb: &str) -> Result<(), St
             .map(|id| {
                 scope.spawn(move || match verb {
                     "start" => engine.start(id).map(|_| ()),
+                    // `compose down`: containers go (volumes stay), then the project's networks.
+                    "down" => engine.remove(id, true),
                     _ => engine.stop(id, None, None).map(|_| ()),
                 })
             })
@@ -399,6 +401,21 @@ fn project_action(engine: &Arc<Engine>, name: &str, verb: &str) -> Result<(), St
             })
             .collect()
     });
+    let mut errors = errors;
+    if verb == "down" && errors.is_empty() {
+        let networks: Vec<String> = engine
+            .net()
+            .list()
+            .into_iter()
+            .filter(|n| n.labels.get(data::PROJECT_LABEL).is_some_and(|p| p == name))
+            .map(|n| n.id)
+            .collect();
+        for id in networks {
+            if let Err(e) = crate::api::networks::remove(engine, &id) {
+                errors.push(e.message);
+            }
+        }
+    }
     if errors.is_empty() {
         Ok(())
     } else {
