@@ -21,7 +21,7 @@ ensure_rust() {
 }
 
 install_test_deps() {
-    apt_install busybox-static iproute2 tar procps kmod crun runc hyperfine dnsutils curl ca-certificates skopeo jq zstd nftables
+    apt_install busybox-static iproute2 tar procps kmod crun runc hyperfine dnsutils curl ca-certificates skopeo jq zstd nftables dnsmasq-base
     ensure_rust
     if ! command -v docker >/dev/null 2>&1 || ! command -v dockerd >/dev/null 2>&1; then
         # The docker CLI drives shoal in tests; image tests also start a private dockerd in its
