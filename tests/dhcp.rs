@@ -52,7 +52,7 @@ impl Drop for Lab {
 
 impl Lab {
     /// `tag` keeps the namespaces of tests running in parallel apart.
-    fn new(tag: &str) -> Lab {
+    fn new(tag: &str, extra_server_args: &[&str]) -> Lab {
         let id = format!("{tag}{}", std::process::id());
         let dir = std::env::temp_dir().join(format!("shoal-dhcp-{id}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -100,6 +100,7 @@ impl Lab {
                 "--dhcp-authoritative",
             ])
             .arg(format!("--dhcp-host={CLIENT_MAC},10.66.0.57,board9"))
+            .args(extra_server_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -134,7 +135,7 @@ fn settings(device: &str) -> Settings {
 
 #[test]
 fn dnsmasq_leases_an_address_route_and_dns_and_renews_it() {
-    let lab = Lab::new("a");
+    let lab = Lab::new("a", &[]);
     let resolv = lab.dir.join("resolv.conf");
     let s = settings("eth0");
 
@@ -222,7 +223,7 @@ fn dnsmasq_leases_an_address_route_and_dns_and_renews_it() {
 
 #[test]
 fn no_server_means_a_timeout_naming_the_device() {
-    let lab = Lab::new("t");
+    let lab = Lab::new("t", &[]);
     let mut s = settings("quiet0");
     s.timeout = Duration::from_secs(3);
     let started = Instant::now();
@@ -243,4 +244,56 @@ fn no_server_means_a_timeout_naming_the_device() {
         .client(|| dhcp::acquire(&settings("nosuch0")))
         .expect_err("no such link");
     assert!(missing.to_string().contains("nosuch0"), "{missing}");
+}
+
+/// The background renewal loop of a booted board: with T1 ≈ 2 s and T2 = 4 s from the server
+/// it renews by itself, and the server sees the renewals.
+#[test]
+fn the_renewal_loop_renews_at_t1() {
+    let lab = Lab::new("r", &["--dhcp-option=option:T1,2", "--dhcp-option=option:T2,4"]);
+    let s = settings("eth0");
+    let resolv = lab.dir.join("resolv.conf");
+    let obtained = Instant::now();
+    let lease = lab
+        .client(|| {
+            let lease = dhcp::acquire(&s)?;
+            dhcp::apply(&s, &lease, &resolv)?;
+            Ok(lease)
+        })
+        .unwrap();
+    // dnsmasq rounds the T1 it is given (2 s here comes out as 2 or 3 s).
+    let t1 = lease.renew_secs.expect("a finite lease has a T1");
+    assert!((2..=3).contains(&t1), "T1 {t1}");
+    assert_eq!(lease.rebind_secs, Some(4));
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let ns = Netns::path(format!("/run/netns/{}", lab.client_ns));
+    let s2 = s.clone();
+    // The loop runs for good, as on a board; the thread ends with the test process.
+    std::thread::spawn(move || {
+        netns::run_in(&ns, move || {
+            dhcp::keep_renewed(s2, lease, obtained, resolv, move |m| {
+                let _ = tx.send(m);
+            });
+            Ok(())
+        })
+    });
+    let mut events = Vec::new();
+    while events.len() < 2 {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(m) => events.push(m),
+            Err(e) => panic!("{e} after {events:?}\n{}", lab.server_log()),
+        }
+    }
+    let took = obtained.elapsed();
+    for e in &events {
+        assert_eq!(e, "eth0: lease of 10.66.0.57 renewed for 600 s", "{events:?}");
+    }
+    // Two renewals, each T1 after the previous one.
+    let t1 = Duration::from_secs(u64::from(t1));
+    assert!(
+        took >= t1 * 2 && took < t1 * 2 + Duration::from_secs(3),
+        "took {took:?}"
+    );
+    let log = lab.server_log();
+    assert!(log.matches("DHCPACK(dh0) 10.66.0.57").count() >= 3, "{log}");
 }
