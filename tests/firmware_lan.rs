@@ -1,7 +1,9 @@
 //! Three x86_64 firmware VMs on one virtual LAN: tap devices on a bridge inside a network
 //! namespace this test creates (nothing is added to the machine's own namespace). Each board
-//! gets its address from `ip=` and, from a host-network container, reaches the other two
-//! (then stays up 20 s so that slower boards can still reach it).
+//! gets its address, host name and DNS server by DHCP (`ip=:::::eth0:dhcp`) from dnsmasq
+//! serving the bridge inside that namespace and, from a host-network container, sees the DNS
+//! server in resolv.conf and reaches the other two (then stays up 20 s so that slower boards
+//! can still reach it).
 //! This is the stage the swarm will run on.
 
 use std::io::Read;
@@ -29,10 +31,15 @@ fn ip(args: &[&str]) {
 /// Deletes the namespace (and with it the bridge and taps) however the test ends.
 struct Lab {
     ns: String,
+    dhcp_server: Option<std::process::Child>,
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        if let Some(mut c) = self.dhcp_server.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
     }
 }
@@ -47,8 +54,9 @@ fn three_boards_reach_each_other_on_a_bridge_inside_a_test_namespace() {
             .unwrap();
         assert!(status.success());
     }
-    let lab = Lab {
+    let mut lab = Lab {
         ns: format!("shoal-fwlan-{}", std::process::id()),
+        dhcp_server: None,
     };
     ip(&["netns", "add", &lab.ns]);
     let inns = |args: &[&str]| {
@@ -59,7 +67,43 @@ fn three_boards_reach_each_other_on_a_bridge_inside_a_test_namespace() {
     inns(&["link", "set", "lo", "up"]);
     inns(&["link", "add", "br0", "type", "bridge"]);
     inns(&["link", "set", "br0", "up"]);
+    inns(&["addr", "add", "10.77.0.1/24", "dev", "br0"]);
     let boards = [11u8, 12, 13];
+    let leases = std::env::temp_dir().join(format!("shoal-fwlan-{}.leases", std::process::id()));
+    let mut dnsmasq = Command::new("ip");
+    dnsmasq
+        .args([
+            "netns",
+            "exec",
+            &lab.ns,
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+        ])
+        .args(["--port=0", "--interface=br0", "--bind-interfaces", "--pid-file="])
+        .args(["--user=root", "--group=root", "--log-dhcp", "--log-facility=-"])
+        .arg(format!("--dhcp-leasefile={}", leases.display()))
+        .args([
+            "--dhcp-range=10.77.0.100,10.77.0.150,255.255.255.0,10m",
+            "--dhcp-option=option:router,10.77.0.1",
+            "--dhcp-option=option:dns-server,10.77.0.1",
+        ]);
+    for n in boards {
+        dnsmasq.arg(format!("--dhcp-host=52:54:00:77:00:{n},10.77.0.{n},board{n}"));
+    }
+    let mut server = dnsmasq
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dnsmasq is installed (package dnsmasq-base)");
+    let mut server_log = server.stderr.take().unwrap();
+    lab.dhcp_server = Some(server);
+    let server_log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = server_log.read_to_string(&mut text);
+        text
+    });
     for n in boards {
         let tap = format!("tap{n}");
         inns(&["tuntap", "add", "dev", &tap, "mode", "tap"]);
@@ -74,8 +118,9 @@ fn three_boards_reach_each_other_on_a_bridge_inside_a_test_namespace() {
             .map(|o| format!("10.77.0.{o}"))
             .collect();
         let append = format!(
-            "ip=10.77.0.{n}::10.77.0.1:24:board{n}:eth0 \
-             shoal.autorun=\"run --rm --network host busybox sh -c 'for p in {}; do \
+            "ip=:::::eth0:dhcp \
+             shoal.autorun=\"run --rm --network host busybox sh -c 'grep -q nameserver.10.77.0.1 /etc/resolv.conf \
+             && echo board{n}-has-dns; for p in {}; do \
              ping -c 1 -w 60 $p >/dev/null && echo board{n}-reaches-$p; done; sleep 20'\" shoal.then=poweroff",
             others.join(" ")
         );
@@ -120,8 +165,27 @@ fn three_boards_reach_each_other_on_a_bridge_inside_a_test_namespace() {
         results.push((n, ok, reader.join().unwrap()));
     }
     eprintln!("three boards done in {:.1} s", start.elapsed().as_secs_f64());
+    drop(lab);
+    let server_log = server_log.join().unwrap();
+    let _ = std::fs::remove_file(&leases);
     for (n, powered_off, text) in &results {
-        assert!(powered_off, "board{n} did not power off\n{text}");
+        if let Some(line) = text.lines().find(|l| l.contains("eth0: DHCP")) {
+            eprintln!("board{n}: {}", line.trim());
+        }
+        assert!(
+            powered_off,
+            "board{n} did not power off\n{text}\n---- dnsmasq ----\n{server_log}"
+        );
+        for needle in [
+            format!("eth0: DHCP 10.77.0.{n}/24 gateway Some(10.77.0.1)"),
+            format!("host board{n},"),
+            format!("board{n}-has-dns"),
+        ] {
+            assert!(
+                text.contains(&needle),
+                "board{n} lacks {needle}\n{text}\n---- dnsmasq ----\n{server_log}"
+            );
+        }
         for o in boards.iter().filter(|o| *o != n) {
             let needle = format!("board{n}-reaches-10.77.0.{o}");
             assert!(text.contains(&needle), "board{n} lacks {needle}\n{text}");

@@ -22,6 +22,8 @@ ensure_rust() {
 
 install_test_deps() {
     apt_install busybox-static iproute2 tar procps kmod crun runc hyperfine dnsutils curl ca-certificates skopeo jq zstd nftables dnsmasq-base
+    # The firmware tests boot board/firmware.sh images under TCG.
+    apt_install qemu-system-x86 qemu-system-arm
     ensure_rust
     if ! command -v docker >/dev/null 2>&1 || ! command -v dockerd >/dev/null 2>&1; then
         # The docker CLI drives shoal in tests; image tests also start a private dockerd in its
