@@ -2,11 +2,15 @@
 //! namespace this test creates (nothing is added to the machine's own namespace). Each board
 //! gets its address, host name and DNS server by DHCP (`ip=:::::eth0:dhcp`) from dnsmasq
 //! serving the bridge inside that namespace and, from a host-network container, sees the DNS
-//! server in resolv.conf and reaches the other two (then stays up 20 s so that slower boards
-//! can still reach it).
+//! server in resolv.conf and reaches the other two (then stays up 40 s so that slower boards
+//! can still reach it). Each board also runs `shoal raft-node` (in a host-network container
+//! with the board's own shoal binary mounted): the three form a raft cluster over the LAN's
+//! cluster port, and this test, from the bridge's namespace, writes through the leader and
+//! sees the entry applied on all three.
 //! This is the stage the swarm will run on.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -117,12 +121,23 @@ fn three_boards_reach_each_other_on_a_bridge_inside_a_test_namespace() {
             .filter(|o| **o != n)
             .map(|o| format!("10.77.0.{o}"))
             .collect();
+        let peers: Vec<String> = boards
+            .iter()
+            .filter(|o| **o != n)
+            .map(|o| format!("--peer {o}=10.77.0.{o}:{RAFT_PORT}"))
+            .collect();
         let append = format!(
             "ip=:::::eth0:dhcp \
+             shoal.autorun=\"run -d --name raft --network host -v /usr/bin/shoal:/sbin/shoal:ro busybox \
+             sh -c 'echo {key} >/key && exec shoal raft-node --id {n} --data /raft \
+             --listen 10.77.0.{n}:{RAFT_PORT} --client 10.77.0.{n}:{CLIENT_PORT} --key-file /key \
+             {peers} --bootstrap'\" \
              shoal.autorun=\"run --rm --network host busybox sh -c 'grep -q nameserver.10.77.0.1 /etc/resolv.conf \
              && echo board{n}-has-dns; for p in {}; do \
-             ping -c 1 -w 60 $p >/dev/null && echo board{n}-reaches-$p; done; sleep 20'\" shoal.then=poweroff",
-            others.join(" ")
+             ping -c 1 -w 60 $p >/dev/null && echo board{n}-reaches-$p; done; sleep 40'\" shoal.then=poweroff",
+            others.join(" "),
+            key = "5a".repeat(32),
+            peers = peers.join(" "),
         );
         let mut child = Command::new("ip")
             .args(["netns", "exec", &lab.ns])
@@ -147,6 +162,11 @@ fn three_boards_reach_each_other_on_a_bridge_inside_a_test_namespace() {
         });
         vms.push((n, child, reader));
     }
+    let netns = shoal::net::netns::Netns::path(format!("/run/netns/{}", lab.ns));
+    let raft = std::thread::spawn(move || {
+        shoal::net::netns::run_in(&netns, || Ok(raft_write_is_replicated(&boards)))
+            .unwrap_or_else(|e| Err(e.to_string()))
+    });
     let start = Instant::now();
     let mut results = Vec::new();
     for (n, mut child, reader) in vms {
@@ -166,6 +186,7 @@ fn three_boards_reach_each_other_on_a_bridge_inside_a_test_namespace() {
     }
     eprintln!("three boards done in {:.1} s", start.elapsed().as_secs_f64());
     drop(lab);
+    let raft = raft.join().unwrap();
     let server_log = server_log.join().unwrap();
     let _ = std::fs::remove_file(&leases);
     for (n, powered_off, text) in &results {
@@ -190,5 +211,85 @@ fn three_boards_reach_each_other_on_a_bridge_inside_a_test_namespace() {
             let needle = format!("board{n}-reaches-10.77.0.{o}");
             assert!(text.contains(&needle), "board{n} lacks {needle}\n{text}");
         }
+    }
+    match raft {
+        Ok(summary) => eprintln!("raft over the LAN: {summary}"),
+        Err(e) => panic!("raft cluster of the three boards: {e}"),
+    }
+}
+
+const RAFT_PORT: u16 = 7946;
+const CLIENT_PORT: u16 = 7947;
+
+/// One request line to a raft-node's client port; the answer line.
+fn ask(board: u8, line: &str) -> Result<String, String> {
+    let addr = SocketAddr::from(([10, 77, 0, board], CLIENT_PORT));
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| format!("{addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let mut answer = String::new();
+    BufReader::new(s)
+        .read_line(&mut answer)
+        .map_err(|e| format!("{addr}: {e}"))?;
+    Ok(answer.trim().to_string())
+}
+
+/// `status` as (role, leader, applied): the answer is `id term role leader commit applied`.
+fn status(board: u8) -> Option<(String, String, u64)> {
+    let a = ask(board, "status").ok()?;
+    let f: Vec<&str> = a.split_whitespace().collect();
+    Some((
+        f.get(2)?.to_string(),
+        f.get(3)?.to_string(),
+        f.get(5)?.parse().ok()?,
+    ))
+}
+
+/// Waits for a leader among the boards, writes through it, and waits until every board has
+/// applied that entry: raft traffic crossed the LAN between every pair that needed it.
+fn raft_write_is_replicated(boards: &[u8]) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let mut last = String::new();
+    let (leader, index) = loop {
+        if Instant::now() > deadline {
+            return Err(format!("no write went through a leader; last: {last}"));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let Some(&leader) = boards
+            .iter()
+            .find(|b| status(**b).is_some_and(|(role, _, _)| role == "leader"))
+        else {
+            last = "no leader yet".into();
+            continue;
+        };
+        match ask(leader, "put lan-key from-the-test") {
+            Ok(a) if a.starts_with("ok ") => {
+                break (leader, a[3..].parse::<u64>().map_err(|e| format!("{a:?}: {e}"))?);
+            }
+            Ok(a) => last = format!("put via board{leader}: {a}"),
+            Err(e) => last = e,
+        }
+    };
+    let value = ask(leader, "get lan-key")?;
+    if value != "value from-the-test" {
+        return Err(format!("get on the leader board{leader}: {value}"));
+    }
+    loop {
+        let all: Vec<_> = boards.iter().map(|b| (*b, status(*b))).collect();
+        let done = all.iter().all(|(_, s)| {
+            s.as_ref()
+                .is_some_and(|(_, l, applied)| *l == leader.to_string() && *applied >= index)
+        });
+        if done {
+            return Ok(format!(
+                "leader board{leader}, entry {index} applied on all: {all:?}"
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("entry {index} not applied everywhere: {all:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
