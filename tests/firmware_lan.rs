@@ -48,18 +48,27 @@ impl Drop for Lab {
     }
 }
 
-#[test]
-fn three_boards_reach_each_other_on_a_bridge_inside_a_test_namespace() {
-    let dir = repo().join("board/out/qemu/x86_64");
+/// TCG boots are CPU-bound: the tests here take turns rather than share the cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn image_dir(board: &str) -> PathBuf {
+    let dir = repo().join("board/out").join(board);
     if !dir.join("run-qemu.sh").exists() {
         let status = Command::new(repo().join("board/firmware.sh"))
-            .arg("qemu/x86_64")
+            .arg(board)
             .status()
             .unwrap();
-        assert!(status.success());
+        assert!(status.success(), "board/firmware.sh {board} failed");
     }
+    dir
+}
+
+/// The LAN: namespace `shoal-fwlan-TAG-PID` with bridge br0 (10.77.0.1/24), a tap per board
+/// (`tapN`) and dnsmasq giving board N (MAC 52:54:00:77:00:N) 10.77.0.N and the name boardN.
+/// Returns the lab and a thread that yields dnsmasq's log once it has stopped.
+fn lan(tag: &str, boards: &[u8]) -> (Lab, std::thread::JoinHandle<String>) {
     let mut lab = Lab {
-        ns: format!("shoal-fwlan-{}", std::process::id()),
+        ns: format!("shoal-fwlan-{tag}-{}", std::process::id()),
         dhcp_server: None,
     };
     ip(&["netns", "add", &lab.ns]);
@@ -72,8 +81,13 @@ fn three_boards_reach_each_other_on_a_bridge_inside_a_test_namespace() {
     inns(&["link", "add", "br0", "type", "bridge"]);
     inns(&["link", "set", "br0", "up"]);
     inns(&["addr", "add", "10.77.0.1/24", "dev", "br0"]);
-    let boards = [11u8, 12, 13];
-    let leases = std::env::temp_dir().join(format!("shoal-fwlan-{}.leases", std::process::id()));
+    for n in boards {
+        let tap = format!("tap{n}");
+        inns(&["tuntap", "add", "dev", &tap, "mode", "tap"]);
+        inns(&["link", "set", &tap, "master", "br0"]);
+        inns(&["link", "set", &tap, "up"]);
+    }
+    // The lease file lives in memory: the server only runs as long as the test.
     let mut dnsmasq = Command::new("ip");
     dnsmasq
         .args([
@@ -83,10 +97,10 @@ fn three_boards_reach_each_other_on_a_bridge_inside_a_test_namespace() {
             "dnsmasq",
             "--keep-in-foreground",
             "--conf-file=/dev/null",
+            "--leasefile-ro",
         ])
         .args(["--port=0", "--interface=br0", "--bind-interfaces", "--pid-file="])
         .args(["--user=root", "--group=root", "--log-dhcp", "--log-facility=-"])
-        .arg(format!("--dhcp-leasefile={}", leases.display()))
         .args([
             "--dhcp-range=10.77.0.100,10.77.0.150,255.255.255.0,10m",
             "--dhcp-option=option:router,10.77.0.1",
@@ -108,12 +122,92 @@ fn three_boards_reach_each_other_on_a_bridge_inside_a_test_namespace() {
         let _ = server_log.read_to_string(&mut text);
         text
     });
-    for n in boards {
-        let tap = format!("tap{n}");
-        inns(&["tuntap", "add", "dev", &tap, "mode", "tap"]);
-        inns(&["link", "set", &tap, "master", "br0"]);
-        inns(&["link", "set", &tap, "up"]);
+    (lab, server_log)
+}
+
+/// Boots board `n` of `image` on the LAN; returns qemu and a thread collecting its console.
+fn boot(
+    lab: &Lab,
+    image: &std::path::Path,
+    n: u8,
+    mem: &str,
+    append: String,
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &lab.ns])
+        .arg(image.join("run-qemu.sh"))
+        .env("APPEND", append)
+        .env(
+            "NETDEV",
+            format!("tap,id=lan,ifname=tap{n},script=no,downscript=no"),
+        )
+        .env("MAC", format!("52:54:00:77:00:{n}"))
+        .env("MEM", mem)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = out.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    (child, reader)
+}
+
+/// Waits until `deadline` for qemu to end by itself (a power-off); kills it otherwise.
+fn wait_power_off(child: &mut std::process::Child, deadline: Instant) -> bool {
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.success();
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// The aarch64 firmware's shoal init takes its address, name and DNS server by DHCP too.
+#[test]
+fn aarch64_board_is_configured_by_dhcp() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let image = image_dir("qemu/aarch64-virt");
+    let (lab, server_log) = lan("a64", &[21]);
+    let append = "ip=dhcp shoal.autorun=\"run --rm --network host busybox sh -c \
+                  'ping -c 1 -w 30 10.77.0.1 >/dev/null && echo board21-reaches-gateway; \
+                  grep -q nameserver.10.77.0.1 /etc/resolv.conf && echo board21-has-dns'\" \
+                  shoal.then=poweroff"
+        .to_string();
+    let (mut child, reader) = boot(&lab, &image, 21, "256", append);
+    let off = wait_power_off(&mut child, Instant::now() + Duration::from_secs(240));
+    drop(lab);
+    let (text, log) = (reader.join().unwrap(), server_log.join().unwrap());
+    assert!(off, "board21 did not power off\n{text}\n---- dnsmasq ----\n{log}");
+    for needle in [
+        "eth0: DHCP 10.77.0.21/24 gateway Some(10.77.0.1)",
+        "host board21,",
+        "board21-reaches-gateway",
+        "board21-has-dns",
+    ] {
+        assert!(
+            text.contains(needle),
+            "console lacks {needle}\n{text}\n---- dnsmasq ----\n{log}"
+        );
+    }
+    if let Some(line) = text.lines().find(|l| l.contains("eth0: DHCP")) {
+        eprintln!("aarch64: {}", line.trim());
+    }
+}
+
+#[test]
+fn three_boards_reach_each_other_on_a_bridge_inside_a_test_namespace() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = image_dir("qemu/x86_64");
+    let boards = [11u8, 12, 13];
+    let (lab, server_log) = lan("x86", &boards);
     let mut vms = Vec::new();
     for n in boards {
         let others: Vec<String> = boards
@@ -139,27 +233,7 @@ fn three_boards_reach_each_other_on_a_bridge_inside_a_test_namespace() {
             key = "5a".repeat(32),
             peers = peers.join(" "),
         );
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &lab.ns])
-            .arg(dir.join("run-qemu.sh"))
-            .env("APPEND", append)
-            .env(
-                "NETDEV",
-                format!("tap,id=lan,ifname=tap{n},script=no,downscript=no"),
-            )
-            .env("MAC", format!("52:54:00:77:00:{n}"))
-            .env("MEM", "160")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = out.read_to_end(&mut buf);
-            String::from_utf8_lossy(&buf).into_owned()
-        });
+        let (child, reader) = boot(&lab, &dir, n, "160", append);
         vms.push((n, child, reader));
     }
     let netns = shoal::net::netns::Netns::path(format!("/run/netns/{}", lab.ns));
@@ -170,25 +244,13 @@ fn three_boards_reach_each_other_on_a_bridge_inside_a_test_namespace() {
     let start = Instant::now();
     let mut results = Vec::new();
     for (n, mut child, reader) in vms {
-        let mut ok = false;
-        while start.elapsed() < Duration::from_secs(300) {
-            if let Some(status) = child.try_wait().unwrap() {
-                ok = status.success();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        if !ok {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let ok = wait_power_off(&mut child, start + Duration::from_secs(300));
         results.push((n, ok, reader.join().unwrap()));
     }
     eprintln!("three boards done in {:.1} s", start.elapsed().as_secs_f64());
     drop(lab);
     let raft = raft.join().unwrap();
     let server_log = server_log.join().unwrap();
-    let _ = std::fs::remove_file(&leases);
     for (n, powered_off, text) in &results {
         if let Some(line) = text.lines().find(|l| l.contains("eth0: DHCP")) {
             eprintln!("board{n}: {}", line.trim());
