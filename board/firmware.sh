@@ -4,6 +4,9 @@
 #
 #   board/firmware.sh qemu/x86_64          -> board/out/qemu/x86_64/{vmlinuz,initramfs.cpio.gz,run-qemu.sh}
 #   board/firmware.sh qemu/aarch64-virt
+#   BUSYBOX_INIT=1 board/firmware.sh qemu/x86_64   -> board/out/qemu/x86_64-busybox-init/...
+#       the same image plus BusyBox as /sbin/init with board/common/busybox-init/inittab,
+#       which starts shoal through rootfs/etc/init.d/S60shoal (boot with rdinit=/sbin/init)
 #
 # Steps (Buildroot's order): shoal for the board's CPU (board/build.sh, skipped when
 # board/out/<target>/shoal exists; SHOAL_BIN=path uses another static binary), kernel from
@@ -20,6 +23,7 @@ bdir=$repo/board/$board
 . "$bdir/target"
 : "${RUST_TARGET:?} ${DEB_ARCH:?} ${KERNEL_PKG:?}"
 out=$repo/board/out/$board
+[ "${BUSYBOX_INIT:-0}" = 1 ] && out=$out-busybox-init
 cache=${FIRMWARE_CACHE:-${CARGO_TARGET_DIR:-$repo/target}/firmware-cache}
 mkdir -p "$out" "$cache"
 say() { printf '== %s\n' "$*" >&2; }
@@ -100,6 +104,17 @@ dpkg -x "$bbdeb" "$bbx"
 # cannot run here without binfmt).
 BUSYBOX=$bbx/bin/busybox APPLETS="$(busybox --list)" sh "$repo/board/common/busybox-rootfs.sh" \
     "$tree/usr/share/shoal/images/busybox.rootfs.tar"
+if [ "${BUSYBOX_INIT:-0}" = 1 ]; then
+    mkdir -p "$tree/bin" "$tree/sbin" "$tree/var/log"
+    cp "$bbx/bin/busybox" "$tree/bin/busybox"
+    for applet in $(busybox --list); do
+        [ -e "$tree/bin/$applet" ] || ln -s busybox "$tree/bin/$applet"
+    done
+    ln -s ../bin/busybox "$tree/sbin/init"
+    ln -s ../usr/bin/shoal "$tree/bin/shoal"
+    cp "$repo/board/common/busybox-init/inittab" "$tree/etc/inittab"
+    cp "$repo/board/common/busybox-init/selftest.sh" "$tree/etc/init.d/selftest.sh"
+fi
 rm -rf "$bbx"
 [ -x "$bdir/post-build.sh" ] && "$bdir/post-build.sh" "$tree"
 

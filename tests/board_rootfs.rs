@@ -110,6 +110,17 @@ fn busybox_script_starts_and_stops_the_daemon() {
     let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
     assert!(Path::new(&format!("/proc/{pid}")).exists());
     assert!(socket.exists(), "no API socket after start");
+    // The daemon the script started answers on that socket.
+    let version = Command::new(shoal_bin())
+        .args(["-H", &format!("unix://{}", socket.display()), "version"])
+        .output()
+        .unwrap();
+    assert!(
+        version.status.success() && String::from_utf8_lossy(&version.stdout).contains("Server"),
+        "API on {}: {}",
+        socket.display(),
+        String::from_utf8_lossy(&version.stderr)
+    );
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     assert!(String::from_utf8_lossy(&cmdline).contains("daemon"));
     assert_eq!(run("status").status.code(), Some(0));

@@ -196,6 +196,88 @@ fn x86_64_state_partition_survives_a_power_cycle() {
     std::fs::remove_file(&disk).unwrap();
 }
 
+/// The same firmware with BusyBox as PID 1 (BUSYBOX_INIT=1 board/firmware.sh): its inittab
+/// starts shoal through rootfs/etc/init.d/S60shoal at sysinit, the image's self-test checks
+/// the API, `status`, `stop` and `start`, and BusyBox's shutdown action stops the daemon
+/// before the power-off.
+#[test]
+fn x86_64_busybox_init_runs_the_init_d_script() {
+    let dir = repo().join("board/out/qemu/x86_64-busybox-init");
+    // Under the same lock as the other builds: they share the download cache.
+    std::fs::create_dir_all(repo().join("board/out")).unwrap();
+    let status = Command::new("flock")
+        .arg(repo().join("board/out/.build-lock"))
+        .args([
+            "sh",
+            "-c",
+            r#"[ -e "$1/initramfs.cpio.gz" ] && [ -e "$1/run-qemu.sh" ] || BUSYBOX_INIT=1 "$2" qemu/x86_64"#,
+            "sh",
+        ])
+        .arg(&dir)
+        .arg(repo().join("board/firmware.sh"))
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "BUSYBOX_INIT=1 board/firmware.sh qemu/x86_64 failed"
+    );
+    let mut child = Command::new(dir.join("run-qemu.sh"))
+        .env("MEM", "256")
+        .env("APPEND", "rdinit=/sbin/init")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    let start = Instant::now();
+    let mut powered_off = false;
+    while start.elapsed() < Duration::from_secs(180) {
+        if let Some(status) = child.try_wait().unwrap() {
+            powered_off = status.success();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !powered_off {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    let text = reader.join().unwrap();
+    assert!(powered_off, "VM did not power off by itself\n{text}");
+    // In order: sysinit start, the self-test's steps, the shutdown action.
+    let mut rest = text.as_str();
+    for needle in [
+        "Starting shoal: OK",
+        "bbinit: api answers",
+        "shoal is running (pid ",
+        "bbinit: status=0",
+        "Stopping shoal: OK",
+        "shoal is stopped",
+        "bbinit: status-after-stop=3",
+        "Starting shoal: OK",
+        "bbinit: api answers after restart",
+        "bbinit: powering off",
+        "Stopping shoal: OK",
+        "reboot: Power down",
+    ] {
+        match rest.find(needle) {
+            Some(i) => rest = &rest[i + needle.len()..],
+            None => panic!("console lacks {needle:?} (in order)\n{text}"),
+        }
+    }
+    assert!(!text.contains("bbinit: socket left behind"), "{text}");
+    assert!(
+        !text.contains("shoal-init:"),
+        "shoal init ran instead of BusyBox init\n{text}"
+    );
+}
+
 #[test]
 fn console_times_are_parsed() {
     let t = "shoal-init: kernel started init at 3.25 s\nshoal-init: daemon ready at 4.18 s since\n";

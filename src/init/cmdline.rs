@@ -5,7 +5,7 @@
 //!
 //! Words understood:
 //! - `ip=<client>:<server>:<gateway>:<netmask>:<hostname>:<device>:<autoconf>` (the kernel's
-//!   nfsroot syntax; `ip=dhcp` is recognised and reported as not supported),
+//!   nfsroot syntax; `ip=dhcp` and `ip=:::::DEV:dhcp` ask for DHCP),
 //! - `shoal.hostname=NAME`, `shoal.data=/dev/vdX` (persistent partition for the state root),
 //! - `shoal.autorun="run --rm busybox echo hi"` (a shoal client command run once the daemon
 //!   is ready; single quotes group words; may be given several times, run in order) and

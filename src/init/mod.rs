@@ -2,7 +2,8 @@
 //!
 //! Start-up, in order: API file systems; "/" made a bind mount of the initramfs (so container
 //! runtimes can pivot_root); cgroups (v2 when offered); kernel modules from
-//! /etc/shoal/modules; host name; lo and the LAN interface (static `ip=`); the state
+//! /etc/shoal/modules; lo and the LAN interface (static `ip=`, or `ip=dhcp`: a lease within
+//! 20 s, else keep asking in the background; renewed at T1 by a thread); host name; the state
 //! partition (`shoal.data=`) or a tmpfs; then `shoal daemon` (this same binary), restarted
 //! with back-off whenever it dies. A helper process loads the baked-in images at first boot
 //! (`NAME.rootfs.tar` imported as NAME:latest, other `.tar` files through `shoal load`)
@@ -17,6 +18,7 @@ pub mod boot;
 pub mod check_config;
 pub mod cmdline;
 pub mod config;
+pub mod dhcp;
 pub mod modules;
 pub mod net;
 pub mod notify;
@@ -27,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::wire::dhcp as wire_dhcp;
 use cmdline::{AfterAutorun, BootParams, IpConfig};
 use config::FileConfig;
 
@@ -226,10 +229,15 @@ fn pid1() -> i32 {
             started.elapsed().as_millis()
         );
     }
-    let hostname = params
-        .hostname
-        .clone()
-        .or_else(|| config.hostname.clone())
+    // Names given on the command line or in the config win over the DHCP server's.
+    let chosen = params.hostname.clone().or_else(|| config.hostname.clone());
+    let lease = bring_up_network(&params, chosen.clone());
+    let hostname = chosen
+        .or_else(|| {
+            lease
+                .and_then(|l| l.hostname)
+                .filter(|h| wire_dhcp::is_valid_hostname(h))
+        })
         .or_else(|| {
             std::fs::read_to_string("/etc/hostname")
                 .ok()
@@ -240,7 +248,6 @@ fn pid1() -> i32 {
     if let Err(e) = boot::set_hostname(&hostname) {
         say!("{e}");
     }
-    bring_up_network(&params);
     let data_device = params.data_device.clone().or_else(|| config.data_device.clone());
     let root = config.root.display().to_string();
     match boot::mount_state(data_device.as_deref(), &root) {
@@ -259,14 +266,65 @@ fn pid1() -> i32 {
     supervise(&signals, &config)
 }
 
-fn bring_up_network(params: &BootParams) {
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Configures lo and the LAN interface from `ip=`; returns the DHCP lease, if one was got.
+fn bring_up_network(params: &BootParams, hostname: Option<String>) -> Option<wire_dhcp::Lease> {
     if let Err(e) = net::link_up("lo") {
         say!("{e}");
     }
     match &params.ip {
-        None => {}
-        Some(IpConfig::Dhcp { .. }) => {
-            say!("ip=dhcp is not supported yet; give a static ip=addr::gw:mask:host:dev")
+        None => None,
+        Some(IpConfig::Dhcp { device }) => {
+            let Some(dev) = device.clone().or_else(net::first_lan_interface) else {
+                say!("ip=dhcp: no network interface (virtio_net/driver module missing?)");
+                return None;
+            };
+            let mut settings = dhcp::Settings::new(&dev);
+            settings.hostname = hostname;
+            settings.timeout = Duration::from_secs(20);
+            let started = Instant::now();
+            let got = dhcp::acquire(&settings)
+                .and_then(|lease| dhcp::apply(&settings, &lease, Path::new(RESOLV_CONF)).map(|()| lease));
+            match got {
+                Ok(lease) => {
+                    say!(
+                        "{dev}: DHCP {}/{} gateway {:?} dns {:?} lease {} s from {} in {} ms",
+                        lease.address,
+                        lease.prefix_len,
+                        lease.router,
+                        lease.dns_servers,
+                        lease.lease_secs.map_or("infinite".into(), |s| s.to_string()),
+                        lease.server,
+                        started.elapsed().as_millis()
+                    );
+                    let (l, resolv) = (lease.clone(), PathBuf::from(RESOLV_CONF));
+                    std::thread::spawn(move || {
+                        dhcp::keep_renewed(settings, l, started, resolv, |m| say!("{m}"))
+                    });
+                    Some(lease)
+                }
+                Err(e) => {
+                    say!("{e}; booting without an address, still asking in the background");
+                    settings.timeout = Duration::from_secs(60);
+                    std::thread::spawn(move || loop {
+                        let started = Instant::now();
+                        let got = dhcp::acquire(&settings).and_then(|lease| {
+                            dhcp::apply(&settings, &lease, Path::new(RESOLV_CONF)).map(|()| lease)
+                        });
+                        match got {
+                            Ok(lease) => {
+                                say!("{dev}: DHCP {}/{} (late)", lease.address, lease.prefix_len);
+                                let resolv = PathBuf::from(RESOLV_CONF);
+                                dhcp::keep_renewed(settings, lease, started, resolv, |m| say!("{m}"));
+                                return;
+                            }
+                            Err(e) => say!("{e}"),
+                        }
+                    });
+                    None
+                }
+            }
         }
         Some(IpConfig::Static(ip)) => {
             let device = ip.device.clone().or_else(net::first_lan_interface);
@@ -280,6 +338,7 @@ fn bring_up_network(params: &BootParams) {
                     Err(e) => say!("{dev}: {e}"),
                 },
             }
+            None
         }
     }
 }

@@ -4,6 +4,7 @@
 //! every emitter produces bytes its parser accepts. Modules under `wire` use no smol, no
 //! rustix and no `std::fs` (a test in `tests/net_wire_purity.rs` enforces it).
 
+pub mod dhcp;
 pub mod dns;
 pub mod netlink;
 pub mod nftables;

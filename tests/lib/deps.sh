@@ -21,9 +21,11 @@ ensure_rust() {
 }
 
 install_test_deps() {
-    apt_install busybox-static iproute2 tar procps kmod crun runc hyperfine dnsutils curl ca-certificates skopeo jq zstd nftables docker-registry apache2-utils openssl
+    apt_install busybox-static iproute2 tar procps kmod crun runc hyperfine dnsutils curl ca-certificates skopeo jq zstd nftables docker-registry apache2-utils openssl dnsmasq-base
     # The admin page's browser test drives headless Chromium through chromedriver.
     apt_install chromium chromium-driver
+    # The firmware tests boot board/firmware.sh images under TCG.
+    apt_install qemu-system-x86 qemu-system-arm
     ensure_rust
     # A second compose client (Python, v1 API usage) for the compose tests.
     apt_install docker-compose || true

@@ -15,6 +15,7 @@ cat > "$out/run-qemu.sh" <<RUN
 d=\$(cd "\$(dirname "\$0")" && pwd)
 exec $QEMU $QEMU_MACHINE -m "\${MEM:-256}" -smp 1 -nographic -no-reboot \\
     -kernel "\$d/vmlinuz" -initrd "\$d/initramfs.cpio.gz" \\
+    -device virtio-rng-pci \\
     -netdev "\${NETDEV:-hubport,id=lan,hubid=0}" -device "$NET_DEVICE,netdev=lan,mac=\${MAC:-52:54:00:12:34:56}" \\
     \${DISK:+-drive "file=\$DISK,if=none,id=data,format=raw" -device virtio-blk-pci,drive=data} \\
     -append "console=$CONSOLE panic=-1 quiet \${APPEND:-} \$*"
