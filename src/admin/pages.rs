@@ -529,7 +529,7 @@ mod tests {
             id: format!("{i:064x}"),
             name: format!("service-{i}-<b>"),
             image: "registry.example/team/app:1.2.3".into(),
-            state: if i % 3 == 0 { "exited" } else { "running" }.into(),
+            state: if i.is_multiple_of(3) { "exited" } else { "running" }.into(),
             status: "Up 3 hours".into(),
             ports: "0.0.0.0:8080->80/tcp".into(),
             cpu_percent: Some(1.5),

@@ -71,21 +71,9 @@ pub fn main(argv: &[String]) -> Option<i32> {
     if argv.get(i).map(String::as_str) != Some("compose") {
         return None;
     }
-    let env = std::env::var(crate::api::client::HOST_ENV).ok();
-    let client = match crate::api::client::resolve_host(host.as_deref(), env.as_deref()) {
-        Ok(s) => Client::new(s),
-        Err(e) => {
-            eprintln!("{e}");
-            return Some(1);
-        }
-    };
-    Some(match run(&client, host.as_deref(), &argv[i + 1..]) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("{e}");
-            1
-        }
-    })
+    Some(super::with_client(host.as_deref(), |client| {
+        run(client, host.as_deref(), &argv[i + 1..])
+    }))
 }
 
 /// Splits global flags from the verb and its words.

@@ -191,21 +191,7 @@ pub fn main(argv: &[String]) -> Option<i32> {
             return Some(125);
         }
     };
-    let env = std::env::var(crate::api::client::HOST_ENV).ok();
-    let socket = match crate::api::client::resolve_host(host.as_deref(), env.as_deref()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return Some(1);
-        }
-    };
-    Some(match run(&Client::new(socket), cmd) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("{e}");
-            1
-        }
-    })
+    Some(super::with_client(host.as_deref(), |c| run(c, cmd)))
 }
 
 #[cfg(test)]

@@ -23,6 +23,29 @@ pub mod volume;
 
 use crate::api::client::{self, Client, HOST_ENV};
 
+/// Run `f` against the daemon named by `-H` (`host`) or SHOAL_HOST; an error is printed and
+/// exits 1, as for the top-level verbs. Shared by the verb groups (network, volume, ...).
+pub(crate) fn with_client<E: std::fmt::Display>(
+    host: Option<&str>,
+    f: impl FnOnce(&Client) -> Result<i32, E>,
+) -> i32 {
+    let env = std::env::var(HOST_ENV).ok();
+    let socket = match client::resolve_host(host, env.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    match f(&Client::new(socket)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
 /// Run a client verb; `args` excludes the program name. Returns the process exit code.
 pub fn main(argv: &[String]) -> i32 {
     if let Some(code) = network::main(argv) {

@@ -341,21 +341,7 @@ pub fn main(argv: &[String]) -> Option<i32> {
             return Some(1);
         }
     };
-    let env = std::env::var(crate::api::client::HOST_ENV).ok();
-    let socket = match crate::api::client::resolve_host(host.as_deref(), env.as_deref()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return Some(1);
-        }
-    };
-    Some(match run(&Client::new(socket), command) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("{e}");
-            1
-        }
-    })
+    Some(super::with_client(host.as_deref(), |c| run(c, command)))
 }
 
 fn seg(s: &str) -> String {
@@ -368,6 +354,41 @@ pub(crate) fn template(text: &str, v: &Value) -> Result<String, String> {
 }
 
 /// Carry out one command; prints docker's output.
+/// `network inspect` / `volume inspect`: each object of `kind` as JSON (or through a
+/// template); the missing ones are named on stderr and make the exit code 1.
+pub(crate) fn inspect_each(
+    client: &Client,
+    kind: &str,
+    names: &[String],
+    format: Option<&str>,
+) -> Result<i32, String> {
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for n in names {
+        match client.get_json(&format!("/{kind}s/{}", seg(n))) {
+            Ok(v) => found.push(v),
+            Err(ClientError::Api { status: 404, .. }) => errors.push(format!("Error: No such {kind}: {n}")),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    match format {
+        Some(f) => {
+            for v in &found {
+                println!("{}", template(f, v)?);
+            }
+        }
+        None => {
+            let text = serde_json::to_string(&Value::Array(found)).map_err(|e| e.to_string())?;
+            println!("{}", format::reindent_json(&text, "    ", 0).unwrap_or(text));
+        }
+    }
+    if errors.is_empty() {
+        return Ok(0);
+    }
+    eprintln!("{}", errors.join("\n"));
+    Ok(1)
+}
+
 pub fn run(client: &Client, command: NetCommand) -> Result<i32, String> {
     let api = |e: ClientError| e.to_string();
     match command {
@@ -440,31 +461,9 @@ pub fn run(client: &Client, command: NetCommand) -> Result<i32, String> {
             print!("{out}");
         }
         NetCommand::Inspect { networks, format } => {
-            let mut found = Vec::new();
-            let mut errors = Vec::new();
-            for n in &networks {
-                match client.get_json(&format!("/networks/{}", seg(n))) {
-                    Ok(v) => found.push(v),
-                    Err(ClientError::Api { status: 404, .. }) => {
-                        errors.push(format!("Error: No such network: {n}"))
-                    }
-                    Err(e) => return Err(api(e)),
-                }
-            }
-            match format {
-                Some(f) => {
-                    for v in &found {
-                        println!("{}", template(&f, v)?);
-                    }
-                }
-                None => {
-                    let text = serde_json::to_string(&Value::Array(found)).map_err(|e| e.to_string())?;
-                    println!("{}", format::reindent_json(&text, "    ", 0).unwrap_or(text));
-                }
-            }
-            if !errors.is_empty() {
-                eprintln!("{}", errors.join("\n"));
-                return Ok(1);
+            let code = inspect_each(client, "network", &networks, format.as_deref())?;
+            if code != 0 {
+                return Ok(code);
             }
         }
         NetCommand::Rm { networks } => {

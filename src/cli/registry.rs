@@ -131,28 +131,15 @@ pub fn main(argv: &[String]) -> Option<i32> {
         println!("{}", usage(verb));
         return Some(0);
     }
-    let env = std::env::var(crate::api::client::HOST_ENV).ok();
-    let socket = match crate::api::client::resolve_host(host.as_deref(), env.as_deref()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return Some(1);
+    Some(super::with_client(host.as_deref(), |client| {
+        match verb {
+            "pull" => cmd_pull(client, rest),
+            "push" => cmd_push(client, rest),
+            "login" => cmd_login(client, rest),
+            _ => cmd_logout(rest),
         }
-    };
-    let client = Client::new(socket);
-    let result = match verb {
-        "pull" => cmd_pull(&client, rest),
-        "push" => cmd_push(&client, rest),
-        "login" => cmd_login(&client, rest),
-        _ => cmd_logout(rest),
-    };
-    Some(match result {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("{e}");
-            1
-        }
-    })
+        .map(|()| 0)
+    }))
 }
 
 fn usage(verb: &str) -> &'static str {

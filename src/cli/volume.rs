@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::network::{at_least_one, key_values, parse_flags, template};
+use super::network::{at_least_one, key_values, parse_flags};
 use super::{format, tables, values};
 use crate::api::client::{query, query_escape, Client, ClientError};
 
@@ -185,21 +185,7 @@ pub fn main(argv: &[String]) -> Option<i32> {
             return Some(1);
         }
     };
-    let env = std::env::var(crate::api::client::HOST_ENV).ok();
-    let socket = match crate::api::client::resolve_host(host.as_deref(), env.as_deref()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return Some(1);
-        }
-    };
-    Some(match run(&Client::new(socket), command) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("{e}");
-            1
-        }
-    })
+    Some(super::with_client(host.as_deref(), |c| run(c, command)))
 }
 
 fn filters_query(filters: &[(String, String)]) -> String {
@@ -263,31 +249,9 @@ pub fn run(client: &Client, command: VolCommand) -> Result<i32, String> {
             print!("{text}");
         }
         VolCommand::Inspect { volumes, format } => {
-            let mut found = Vec::new();
-            let mut errors = Vec::new();
-            for n in &volumes {
-                match client.get_json(&format!("/volumes/{}", query_escape(n))) {
-                    Ok(v) => found.push(v),
-                    Err(ClientError::Api { status: 404, .. }) => {
-                        errors.push(format!("Error: No such volume: {n}"))
-                    }
-                    Err(e) => return Err(api(e)),
-                }
-            }
-            match format {
-                Some(f) => {
-                    for v in &found {
-                        println!("{}", template(&f, v)?);
-                    }
-                }
-                None => {
-                    let text = serde_json::to_string(&Value::Array(found)).map_err(|e| e.to_string())?;
-                    println!("{}", format::reindent_json(&text, "    ", 0).unwrap_or(text));
-                }
-            }
-            if !errors.is_empty() {
-                eprintln!("{}", errors.join("\n"));
-                return Ok(1);
+            let code = super::network::inspect_each(client, "volume", &volumes, format.as_deref())?;
+            if code != 0 {
+                return Ok(code);
             }
         }
         VolCommand::Rm { volumes, force } => {

@@ -191,7 +191,7 @@ fn scan_options(area: &[u8], base: usize, out: &mut Vec<(u8, Vec<u8>)>) -> Resul
 }
 
 fn addr_list(c: u8, v: &[u8]) -> Result<Vec<Ipv4Addr>, DhcpError> {
-    if v.is_empty() || v.len() % 4 != 0 {
+    if v.is_empty() || !v.len().is_multiple_of(4) {
         return Err(DhcpError::BadOptionLength {
             code: c,
             len: v.len(),

@@ -342,7 +342,7 @@ impl Sim {
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for &id in &ids {
             let node = self.nodes.get_mut(&id).expect("listed");
-            if (self.time + node.phase) % TICK == 0 {
+            if (self.time + node.phase).is_multiple_of(TICK) {
                 if let Some(p) = node.process.as_mut() {
                     p.raft.tick();
                 }
