@@ -1181,6 +1181,8 @@ pub struct CreateSpec {
     pub pull: String,
     /// Print no pull progress (`-q`).
     pub quiet: bool,
+    /// `--platform`: the image variant to use and to pull (`linux/arm64`).
+    pub platform: Option<String>,
     pub body: Value,
 }
 
@@ -2030,6 +2032,7 @@ pub fn validate_run(
             image: f.args[0].clone(),
             pull,
             quiet: f.quiet,
+            platform: f.platform.filter(|p| !p.is_empty()),
             body,
         },
         detach: f.detach,
