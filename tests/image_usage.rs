@@ -227,4 +227,21 @@ fn image_prune_system_df_and_system_prune() {
     assert_eq!(lab.ok(&["images", "-q"]), "");
     // The named volume outlives prunes without --volumes -a.
     assert_eq!(lab.ok(&["volume", "ls", "-q"]), "v1");
+
+    if harness::have_docker() {
+        let busybox = std::fs::read(harness::busybox_tar()).unwrap();
+        let out = lab.shoal_stdin(&["import", "-", "busybox:latest"], &busybox);
+        assert!(out.status.success(), "{}", stderr(&out));
+        lab.ok(&[
+            "run", "--pull", "never", "--name", "again", "-v", "/anon", "busybox", "true",
+        ]);
+        let out = lab.docker_ok(&["system", "prune", "-a", "-f", "--volumes"]);
+        assert!(
+            out.contains("Deleted Containers:") && out.contains("untagged: busybox:latest"),
+            "{out}"
+        );
+        assert_eq!(lab.ok(&["ps", "-aq"]), "");
+        assert_eq!(lab.ok(&["images", "-q"]), "");
+        assert_eq!(lab.ok(&["volume", "ls", "-q"]), "v1");
+    }
 }
