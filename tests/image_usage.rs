@@ -245,3 +245,62 @@ fn image_prune_system_df_and_system_prune() {
         assert_eq!(lab.ok(&["volume", "ls", "-q"]), "v1");
     }
 }
+
+#[test]
+fn images_output_matches_docker_cli() {
+    if !harness::have_docker() {
+        eprintln!("SKIP: docker CLI not installed");
+        return;
+    }
+    let lab = Lab::new("img-vs-docker");
+    lab.ok(&["tag", "busybox", "registry.lan:5000/team/bb:2"]);
+    lab.ok(&["tag", "busybox", "bb:1"]);
+    import(&lab, None, "loose", &[]);
+    import(&lab, Some("lbl:1"), "labelled", &["LABEL a=b"]);
+    for args in [
+        &["images", "-q"][..],
+        &["images", "-q", "--no-trunc"],
+        &[
+            "images",
+            "-a",
+            "--format",
+            "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}",
+        ],
+        &[
+            "images",
+            "--digests",
+            "--format",
+            "table {{.Repository}}\t{{.Tag}}\t{{.ID}}",
+        ],
+        &[
+            "images",
+            "--format",
+            "{{.Repository}}|{{.Tag}}|{{.Digest}}|{{.Containers}}|{{.SharedSize}}",
+        ],
+        &["images", "--format", "json"],
+        &[
+            "images",
+            "--filter",
+            "dangling=true",
+            "--format",
+            "{{.ID}} {{.Repository}}",
+        ],
+        &["images", "bb"],
+    ] {
+        let ours = lab.ok(args);
+        let theirs = lab.docker_ok(args);
+        // docker orders the rows of one image's repositories as a Go map iterates (at
+        // random): compare the header, then the rows as a set.
+        let rows = |s: &str| {
+            let mut lines: Vec<String> = s.lines().map(str::to_string).collect();
+            let header = if args.iter().any(|a| a.starts_with("table")) || !args.contains(&"--format") {
+                lines.remove(0)
+            } else {
+                String::new()
+            };
+            lines.sort();
+            (header, lines)
+        };
+        assert_eq!(rows(&ours), rows(&theirs), "{args:?}");
+    }
+}

@@ -1112,14 +1112,9 @@ fn images(client: &Client, i: ImagesSpec) -> Res {
         .flat_map(|img| tables::image_rows(img, t, trunc, i.digests, format_digest))
         .collect();
     if i.quiet {
-        let mut seen: Vec<&str> = Vec::new();
-        for r in &rows {
-            let id = r["ID"].as_str().unwrap_or("");
-            if !seen.contains(&id) {
-                seen.push(id);
-            }
-        }
-        let mut text = seen.join("\n");
+        // One ID per row, repeated for each tag, as docker prints them.
+        let ids: Vec<&str> = rows.iter().map(|r| r["ID"].as_str().unwrap_or("")).collect();
+        let mut text = ids.join("\n");
         if !text.is_empty() {
             text.push('\n');
         }
