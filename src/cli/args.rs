@@ -1376,6 +1376,7 @@ Management Commands:
   container   Manage containers
   image       Manage images
   network     Manage networks (and `port CONTAINER` lists published ports)
+  system      Manage shoal (df: disk usage, prune: remove unused data)
   volume      Manage volumes
 
 Commands:
@@ -1396,7 +1397,7 @@ fn group_help(group: &str) -> String {
     let commands = if group == "container" {
         "attach commit create exec export inspect kill logs ls rename restart rm run start stats stop top wait prune"
     } else {
-        "build import inspect load ls rm tag"
+        "build import inspect load ls prune rm tag"
     };
     format!(
         "Usage:  {PROG} {group} COMMAND\n\nManage {group}s\n\nCommands:\n  {commands}\n\nRun '{PROG} {group} COMMAND --help' for more information on a command.\n"
