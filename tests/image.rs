@@ -991,6 +991,10 @@ fn repo_digests_resolve_survive_reopen_and_go_with_the_last_tag() {
         store.inspect("app:1").unwrap()["RepoDigests"][0],
         app_ref.as_str()
     );
+    assert!(matches!(
+        store.add_repo_digest("app:1", "app:2"),
+        Err(ImageError::InvalidReference(_))
+    ));
     // An unknown digest of a known repository is not found.
     let unknown = format!("app@sha256:{}", "e".repeat(64));
     assert!(matches!(store.resolve(&unknown), Err(ImageError::NotFound(_))));

@@ -55,7 +55,8 @@ struct RepositoriesFile {
     digests: BTreeMap<String, String>,
 }
 
-/// How a name resolved: the image, and the tag if the name was a tag.
+/// How a name resolved: the image, and the reference (`repo:tag` or `repo@digest`) if the
+/// name was one.
 pub(super) struct Resolved {
     pub(super) hex: String,
     pub(super) tag: Option<String>,
@@ -310,13 +311,24 @@ impl ImageStore {
     /// Record that the registry knows the image `name` resolves to by `repo_digest`
     /// (familiar `repo@sha256:…`), as after a push.
     pub fn add_repo_digest(&self, name: &str, repo_digest: &str) -> Result<(), ImageError> {
+        let parsed = Reference::parse(repo_digest)?;
+        if parsed.digest.is_none() || parsed.tag.is_some() {
+            return Err(ImageError::InvalidReference(format!(
+                "not a repo@digest reference: {repo_digest}"
+            )));
+        }
+        let key = format!(
+            "{}@{}",
+            parsed.familiar_repository(),
+            parsed.digest.unwrap_or_default()
+        );
         let mut state = self.lock();
         let r = self.lookup(&state, name)?;
-        if state.digests.get(repo_digest) == Some(&r.hex) {
+        if state.digests.get(&key) == Some(&r.hex) {
             return Ok(());
         }
         let mut next = state.digests.clone();
-        next.insert(repo_digest.to_string(), r.hex);
+        next.insert(key, r.hex);
         self.write_refs(&state.tags, &next)?;
         state.digests = next;
         Ok(())
