@@ -1600,6 +1600,13 @@ fn repo_digests_are_recorded_listed_and_resolved() {
             &pushed,
         ]);
         assert_eq!(inspect, pushed_ref);
+        // docker's pull by digest (fromImage=repo&tag=sha256:…) finds the same image.
+        let out = lab.docker_ok(&["pull", &repo_digest]);
+        assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+        assert_eq!(
+            lab.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &repo_digest]),
+            id
+        );
     } else {
         eprintln!("SKIP (part): docker CLI not installed");
     }
