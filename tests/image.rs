@@ -962,3 +962,62 @@ fn concurrent_imports_of_one_layer_share_it() {
     assert!(dir_names(&dir.join("image/layers")).is_empty());
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn repo_digests_resolve_survive_reopen_and_go_with_the_last_tag() {
+    let dir = lab("digests");
+    let root = dir.join("image");
+    let digest = format!("sha256:{}", "d".repeat(64));
+    let app_ref = format!("app@{digest}");
+    let id = {
+        let store = ImageStore::open(&root).unwrap();
+        let id = store
+            .import(&tar_of(&[E::File("a", b"a")])[..], Some("app:1"), &[], "")
+            .unwrap();
+        store.add_repo_digest("app:1", &app_ref).unwrap();
+        store
+            .add_repo_digest("app:1", &format!("other@{digest}"))
+            .unwrap();
+        id
+    };
+    // Written durably with the tags: a reopened store still resolves the digest reference.
+    let store = ImageStore::open(&root).unwrap();
+    assert_eq!(store.resolve(&app_ref).unwrap().id, id);
+    assert_eq!(
+        store.resolve("app:1").unwrap().repo_digests,
+        [app_ref.clone(), format!("other@{digest}")]
+    );
+    assert_eq!(
+        store.inspect("app:1").unwrap()["RepoDigests"][0],
+        app_ref.as_str()
+    );
+    assert!(matches!(
+        store.add_repo_digest("app:1", "app:2"),
+        Err(ImageError::InvalidReference(_))
+    ));
+    // An unknown digest of a known repository is not found.
+    let unknown = format!("app@sha256:{}", "e".repeat(64));
+    assert!(matches!(store.resolve(&unknown), Err(ImageError::NotFound(_))));
+    // Removing a digest reference only untags it.
+    assert_eq!(
+        store.remove(&format!("other@{digest}"), false).unwrap(),
+        [RemovedItem::Untagged(format!("other@{digest}"))]
+    );
+    // The last tag of `app` takes the repository's digest references with it.
+    assert_eq!(
+        store.remove("app:1", false).unwrap(),
+        [
+            RemovedItem::Untagged("app:1".into()),
+            RemovedItem::Untagged(app_ref.clone()),
+            RemovedItem::Deleted(id.clone()),
+        ]
+    );
+    // A tag and a digest in two repositories make an ID ambiguous without force.
+    let id = store
+        .import(&tar_of(&[E::File("b", b"b")])[..], Some("x:1"), &[], "")
+        .unwrap();
+    store.add_repo_digest("x:1", &format!("y@{digest}")).unwrap();
+    assert!(matches!(store.remove(&id, false), Err(ImageError::Conflict(_))));
+    assert_eq!(store.remove(&id, true).unwrap().len(), 3);
+    let _ = fs::remove_dir_all(&dir);
+}

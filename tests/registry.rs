@@ -1450,3 +1450,246 @@ fn blob_redirects_are_followed_without_credentials() {
     let out = cli(&["run", "--rm", &remote, "cat", "/etc/image-name"], b"");
     assert_eq!(stdout(&out), "busybox", "{}", stderr(&out));
 }
+
+/// A layer holding one file with the given content.
+fn file_layer(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(content.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, name, content).unwrap();
+    b.into_inner().unwrap()
+}
+
+/// The digest of the manifest a registry serves for `reference`.
+fn remote_digest(reference: &str) -> String {
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{reference}"),
+    ]);
+    format!("sha256:{}", sha256_hex(raw.as_bytes()))
+}
+
+#[test]
+fn repo_digests_are_recorded_listed_and_resolved() {
+    if tools_missing() {
+        return;
+    }
+    let mut lab = Lab::new("reg-digests");
+    enter_netns(&lab);
+    let reg = Registry::start(
+        &lab.dir.join("registry"),
+        RegistryOpts {
+            tls: None,
+            htpasswd: None,
+        },
+    );
+    let mut layout = Layout::new(&lab.dir.join("layout"));
+    layout.image(&[busybox_rootfs()], "amd64", None);
+    layout.finish("v1");
+    let repo = format!("{}/test/dig", reg.addr());
+    let remote = format!("{repo}:v1");
+    skopeo_push(&lab.dir.join("layout"), "v1", &format!("docker://{remote}"), &[]);
+    let digest = remote_digest(&remote);
+    let repo_digest = format!("{repo}@{digest}");
+
+    lab.ok(&["pull", "-q", &remote]);
+    let id = lab.ok(&["image", "inspect", "--format", "{{.Id}}", &remote]);
+    let digests_of =
+        |lab: &Lab, name: &str| lab.ok(&["image", "inspect", "--format", "{{json .RepoDigests}}", name]);
+    assert_eq!(digests_of(&lab, &remote), format!("[\"{repo_digest}\"]"));
+    // `images --digests`: docker's columns, the digest on the tag's row.
+    let table = lab.ok(&["images", "--digests"]);
+    let mut lines = table.lines();
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["REPOSITORY", "TAG", "DIGEST", "IMAGE", "ID", "CREATED", "SIZE"]
+    );
+    let row = lines
+        .find(|l| l.starts_with(&repo))
+        .unwrap_or_else(|| panic!("{table}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells[..4],
+        [
+            repo.as_str(),
+            "v1",
+            digest.as_str(),
+            &id["sha256:".len().."sha256:".len() + 12]
+        ]
+    );
+    // Without --digests the column is not there.
+    assert!(!lab.ok(&["images"]).contains(&digest));
+    // The digest reference names the same image, and survives a daemon restart.
+    assert_eq!(
+        lab.ok(&["image", "inspect", "--format", "{{.Id}}", &repo_digest]),
+        id
+    );
+    lab.stop_daemon();
+    lab.start_daemon();
+    assert_eq!(digests_of(&lab, &remote), format!("[\"{repo_digest}\"]"));
+
+    // Removing the last tag of the repository drops its digest reference too (as docker).
+    let out = lab.ok(&["rmi", &remote]);
+    assert!(out.contains(&format!("Untagged: {repo_digest}")), "{out}");
+    assert!(out.contains(&format!("Deleted: {id}")), "{out}");
+    // A pull by digest brings back the same image, known only by that digest.
+    let out = lab.ok(&["pull", &repo_digest]);
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    assert_eq!(
+        lab.ok(&["image", "inspect", "--format", "{{.Id}}", &repo_digest]),
+        id
+    );
+    assert_eq!(
+        lab.ok(&[
+            "images",
+            "--digests",
+            "--format",
+            "{{.Repository}} {{.Tag}} {{.Digest}}"
+        ]),
+        format!("busybox latest <none>\n{repo} <none> {digest}")
+    );
+    assert_eq!(
+        lab.ok(&[
+            "images",
+            "--format",
+            "{{.Repository}}|{{.Tag}}|{{.Digest}}",
+            "--filter",
+            &format!("reference={repo}")
+        ]),
+        format!("{repo}|<none>|")
+    );
+    let ran = lab.ok(&["run", "--rm", &repo_digest, "cat", "/etc/image-name"]);
+    assert_eq!(ran, "busybox");
+
+    // A push records the digest the registry now serves.
+    let pushed = format!("{}/test/pushed:p1", reg.addr());
+    lab.ok(&["tag", &repo_digest, &pushed]);
+    let out = lab.ok(&["push", &pushed]);
+    let pushed_digest = remote_digest(&pushed);
+    assert!(out.contains(&format!("p1: digest: {pushed_digest}")), "{out}");
+    let pushed_ref = format!("{}/test/pushed@{pushed_digest}", reg.addr());
+    // Sorted, as docker lists them.
+    assert_eq!(
+        digests_of(&lab, &pushed),
+        format!("[\"{repo_digest}\",\"{pushed_ref}\"]")
+    );
+
+    if harness::have_docker() {
+        let out = lab.docker_ok(&[
+            "images",
+            "--digests",
+            "--format",
+            "{{.Repository}} {{.Tag}} {{.Digest}}",
+        ]);
+        let mut rows: Vec<&str> = out.lines().collect();
+        rows.sort();
+        let want_pushed = format!("{}/test/pushed p1 {pushed_digest}", reg.addr());
+        let want_dig = format!("{repo} <none> {digest}");
+        let mut want = vec!["busybox latest <none>", want_pushed.as_str(), want_dig.as_str()];
+        want.sort();
+        assert_eq!(rows, want);
+        let inspect = lab.docker_ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{index .RepoDigests 1}}",
+            &pushed,
+        ]);
+        assert_eq!(inspect, pushed_ref);
+        // docker's pull by digest (fromImage=repo&tag=sha256:…) finds the same image.
+        let out = lab.docker_ok(&["pull", &repo_digest]);
+        assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+        assert_eq!(
+            lab.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &repo_digest]),
+            id
+        );
+    } else {
+        eprintln!("SKIP (part): docker CLI not installed");
+    }
+}
+
+#[test]
+fn run_and_create_platform_pull_that_variant() {
+    if tools_missing() {
+        return;
+    }
+    let lab = Lab::bare("reg-platform");
+    enter_netns(&lab);
+    let reg = Registry::start(
+        &lab.dir.join("registry"),
+        RegistryOpts {
+            tls: None,
+            htpasswd: None,
+        },
+    );
+    // Same busybox, plus a file naming the variant, so a run shows which one it got.
+    let mut layout = Layout::new(&lab.dir.join("layout"));
+    let rootfs = busybox_rootfs();
+    layout.image(
+        &[rootfs.clone(), file_layer("etc/variant", b"amd64\n")],
+        "amd64",
+        None,
+    );
+    layout.image(
+        &[rootfs.clone(), file_layer("etc/variant", b"arm64\n")],
+        "arm64",
+        Some("v8"),
+    );
+    layout.finish("multi");
+    let remote = format!("{}/test/multi:multi", reg.addr());
+    skopeo_push(
+        &lab.dir.join("layout"),
+        "multi",
+        &format!("docker://{remote}"),
+        &["--all"],
+    );
+    let arch = |lab: &Lab| lab.ok(&["image", "inspect", "--format", "{{.Architecture}}", &remote]);
+
+    let out = lab.shoal(&[
+        "run",
+        "--rm",
+        "--platform",
+        "linux/arm64",
+        &remote,
+        "cat",
+        "/etc/variant",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "arm64");
+    assert_eq!(arch(&lab), "arm64");
+    // The local image is for arm64 now: asking for amd64 pulls that variant.
+    let out = lab.shoal(&["create", "--platform", "linux/amd64", &remote]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("Unable to find image"), "{}", stderr(&out));
+    assert_eq!(arch(&lab), "amd64");
+    // A matching local image is used as it is.
+    let out = lab.shoal(&["create", "--platform", "linux/amd64", &remote]);
+    assert!(
+        out.status.success() && !stderr(&out).contains("Unable to find"),
+        "{}",
+        stderr(&out)
+    );
+    let out = lab.shoal(&["run", "--rm", "--platform", "linux/", &remote, "true"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("invalid platform"), "{}", stderr(&out));
+
+    if harness::have_docker() {
+        let out = lab.docker_ok(&[
+            "run",
+            "--rm",
+            "--platform",
+            "linux/arm64",
+            &remote,
+            "cat",
+            "/etc/variant",
+        ]);
+        assert_eq!(out, "arm64");
+        assert_eq!(arch(&lab), "arm64");
+    } else {
+        eprintln!("SKIP (part): docker CLI not installed");
+    }
+}

@@ -6,6 +6,7 @@ pub mod client;
 pub mod detach;
 pub mod events;
 pub mod http;
+pub mod images;
 pub mod networks;
 pub mod registry;
 pub mod render;

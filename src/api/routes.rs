@@ -44,6 +44,9 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
     if let Some(r) = super::registry::route(engine, req, &method, &segs) {
         return r;
     }
+    if let Some(r) = super::images::route(engine, req, &method, &segs) {
+        return r;
+    }
     match (method.as_str(), segs.as_slice()) {
         ("GET" | "HEAD", ["_ping"]) => {
             req.respond_raw(200, "text/plain; charset=utf-8", b"OK");
@@ -61,6 +64,9 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
         }
         ("POST", ["containers", "create"]) => {
             let body: CreateRequest = req.json(JSON_LIMIT)?;
+            if let Some(p) = req.q("platform").filter(|p| !p.is_empty()) {
+                super::images::check_platform(engine, &body.config.image, p)?;
+            }
             let name = req.q("name").map(String::from);
             let (id, warnings) = engine.create(name.as_deref(), body)?;
             req.respond_json(201, &json!({ "Id": id, "Warnings": warnings }));
@@ -167,12 +173,6 @@ fn route(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
         ("POST", ["exec", id, "start"]) => streams::exec_start(engine, req, id),
         ("POST", ["exec", id, "resize"]) => streams::exec_resize(req, id),
         ("GET", ["exec", id, "json"]) => streams::exec_inspect(req, id),
-        ("GET", ["images", "json"]) => {
-            let mut list = engine.images.list();
-            crate::image::build::apply_parents(&engine.images, &mut list, req.flag("all"));
-            req.respond_json(200, &list);
-            Ok(())
-        }
         ("POST", ["images", "load"]) => {
             let loaded = engine.images.load(&mut *req).map_err(image_error)?;
             for line in &loaded {

@@ -1228,6 +1228,8 @@ pub struct CreateSpec {
     pub pull: String,
     /// Print no pull progress (`-q`).
     pub quiet: bool,
+    /// `--platform`: the image variant to use and to pull (`linux/arm64`).
+    pub platform: Option<String>,
     pub body: Value,
 }
 
@@ -1425,6 +1427,7 @@ Management Commands:
   container   Manage containers
   image       Manage images
   network     Manage networks (and `port CONTAINER` lists published ports)
+  system      Manage shoal (df: disk usage, prune: remove unused data)
   volume      Manage volumes
 
 Commands:
@@ -1445,7 +1448,7 @@ fn group_help(group: &str) -> String {
     let commands = if group == "container" {
         "attach commit create exec export inspect kill logs ls rename restart rm run start stats stop top wait prune"
     } else {
-        "build import inspect load ls rm tag"
+        "build import inspect load ls prune rm tag"
     };
     format!(
         "Usage:  {PROG} {group} COMMAND\n\nManage {group}s\n\nCommands:\n  {commands}\n\nRun '{PROG} {group} COMMAND --help' for more information on a command.\n"
@@ -2103,6 +2106,7 @@ pub fn validate_run(
             image: f.args[0].clone(),
             pull,
             quiet: f.quiet,
+            platform: f.platform.filter(|p| !p.is_empty()),
             body,
         },
         detach: f.detach,

@@ -305,19 +305,28 @@ pub fn start_error_code(message: &str) -> i32 {
 /// POST /containers/create; prints the daemon's warnings; returns the new ID. A missing image
 /// is pulled first (docker's `--pull missing`), when the daemon can pull.
 fn create(client: &Client, c: &CreateSpec) -> Result<String, ClientError> {
+    let platform = c.platform.as_deref();
     if c.pull == "always" {
-        pull(client, &c.image, c.quiet)?;
+        super::registry::pull(client, &c.image, platform, c.quiet, true)?;
     }
-    let q = query(&c.name.iter().map(|n| ("name", n.clone())).collect::<Vec<_>>());
-    let path = format!("/containers/create{q}");
+    let mut q: Vec<(&str, String)> = c.name.iter().map(|n| ("name", n.clone())).collect();
+    if let Some(p) = platform {
+        q.push(("platform", p.to_string()));
+    }
+    let path = format!("/containers/create{}", query(&q));
     let v = match client.post(&path, Some(&c.body)) {
         Err(missing @ ClientError::Api { status: 404, .. })
-            if c.pull == "missing" && missing.to_string().contains("No such image") =>
+            if c.pull == "missing"
+                && (missing.to_string().contains("No such image")
+                    || missing
+                        .to_string()
+                        .contains("does not match the specified platform")) =>
         {
             if !c.quiet {
                 eprintln!("Unable to find image '{}' locally", full_reference(&c.image));
             }
-            match pull(client, &c.image, c.quiet) {
+            // POST /images/create?fromImage= with the stored login; progress on stderr.
+            match super::registry::pull(client, &c.image, platform, c.quiet, true) {
                 Ok(()) => client.post(&path, Some(&c.body))?,
                 // A daemon without registry support: the original error says it best.
                 Err(ClientError::Api { status: 501, .. }) => return Err(missing),
@@ -346,12 +355,6 @@ fn full_reference(image: &str) -> String {
     } else {
         image.to_string()
     }
-}
-
-/// POST /images/create?fromImage= with the stored login; progress goes to stderr as docker
-/// prints it.
-fn pull(client: &Client, image: &str, quiet: bool) -> Result<(), ClientError> {
-    super::registry::pull(client, image, None, quiet, true)
 }
 
 fn detach_keys(spec: Option<&str>) -> Result<Vec<u8>, CmdError> {
@@ -1104,19 +1107,15 @@ fn images(client: &Client, i: ImagesSpec) -> Res {
     let list = list.as_array().cloned().unwrap_or_default();
     let t = now();
     let trunc = !i.no_trunc;
+    let format_digest = i.format.as_deref().is_some_and(|f| f.contains("{{.Digest}}"));
     let rows: Vec<Value> = list
         .iter()
-        .flat_map(|img| tables::image_rows(img, t, trunc))
+        .flat_map(|img| tables::image_rows(img, t, trunc, i.digests, format_digest))
         .collect();
     if i.quiet {
-        let mut seen: Vec<&str> = Vec::new();
-        for r in &rows {
-            let id = r["ID"].as_str().unwrap_or("");
-            if !seen.contains(&id) {
-                seen.push(id);
-            }
-        }
-        let mut text = seen.join("\n");
+        // One ID per row, repeated for each tag, as docker prints them.
+        let ids: Vec<&str> = rows.iter().map(|r| r["ID"].as_str().unwrap_or("")).collect();
+        let mut text = ids.join("\n");
         if !text.is_empty() {
             text.push('\n');
         }
@@ -1128,7 +1127,14 @@ fn images(client: &Client, i: ImagesSpec) -> Res {
     } else {
         tables::IMAGES_DEFAULT
     };
-    let text = tables::render(i.format.as_deref(), default, tables::IMAGES_HEADERS, &rows)
+    // As docker: `--digests` with a table format that lacks the column appends it.
+    let format = match i.format.as_deref().map(str::trim) {
+        Some(f) if i.digests && f.starts_with("table") && f != "table" && !f.contains("{{.Digest}}") => {
+            Some(format!("{f}\t{{{{.Digest}}}}"))
+        }
+        other => other.map(str::to_string),
+    };
+    let text = tables::render(format.as_deref(), default, tables::IMAGES_HEADERS, &rows)
         .map_err(|e| CmdError::new(e.0, 1))?;
     out_write(&text)?;
     Ok(0)

@@ -15,6 +15,7 @@ pub mod health_flags;
 pub mod network;
 pub mod registry;
 pub mod session;
+pub mod system;
 pub mod tables;
 pub mod template;
 pub mod term;
@@ -55,6 +56,9 @@ pub fn main(argv: &[String]) -> i32 {
         return code;
     }
     if let Some(code) = volume::main(argv) {
+        return code;
+    }
+    if let Some(code) = system::main(argv) {
         return code;
     }
     if let Some(code) = events::main(argv) {

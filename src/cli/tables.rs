@@ -212,47 +212,82 @@ pub fn ports_text(ports: Option<&Value>) -> String {
     parts.join(", ")
 }
 
-/// `images` rows: one per repository tag (`<none>` when untagged), from `GET /images/json`.
-pub fn image_rows(img: &Value, now: f64, trunc: bool) -> Vec<Value> {
+/// `images` rows, as docker's CLI builds them: one per repository tag (times each digest of
+/// that repository with `digests`), one per repository known only by digest, and a single
+/// `<none>` row for an image with no reference at all. `digests` is `--digests`; a format
+/// naming `{{.Digest}}` (`format_digest`) also shows the digests of tagged rows.
+pub fn image_rows(img: &Value, now: f64, trunc: bool, digests: bool, format_digest: bool) -> Vec<Value> {
     let id = str_of(img, "Id");
     let shown_id = if trunc { short_id(id) } else { id.to_string() };
     let created = num_of(img, "Created");
     let size = human_size(num_of(img, "Size"), 3);
-    let digest = img
-        .get("RepoDigests")
-        .and_then(Value::as_array)
-        .and_then(|a| a.first())
-        .and_then(Value::as_str)
-        .and_then(|d| d.split_once('@').map(|(_, dg)| dg.to_string()))
-        .unwrap_or_else(|| "<none>".into());
-    let tags: Vec<String> = img
-        .get("RepoTags")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
-        .unwrap_or_default();
-    let tags = if tags.is_empty() {
-        vec!["<none>:<none>".to_string()]
-    } else {
-        tags
+    let names = |key: &str| -> Vec<String> {
+        img.get(key)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default()
     };
-    tags.iter()
-        .map(|t| {
-            let (repo, tag) = split_repo_tag(t);
-            json!({
-                "Repository": repo,
-                "Tag": tag,
-                "ID": shown_id,
-                "Digest": digest,
-                "CreatedSince": ago(created, now),
-                "CreatedAt": format::format_go_time(format::Timestamp { secs: created as i64, nanos: 0 }),
-                "Size": size,
-                "VirtualSize": human_size(num_of(img, "Size"), 4),
-                "Containers": match img.get("Containers").and_then(Value::as_i64) { Some(n) if n >= 0 => n.to_string(), _ => "N/A".into() },
-                "SharedSize": "N/A",
-                "UniqueSize": "N/A",
-            })
+    let row = |repo: &str, tag: &str, digest: &str| {
+        json!({
+            "Repository": repo,
+            "Tag": tag,
+            "ID": shown_id,
+            "Digest": digest,
+            "CreatedSince": ago(created, now),
+            "CreatedAt": format::format_go_time(format::Timestamp { secs: created as i64, nanos: 0 }),
+            "Size": size,
+            "VirtualSize": human_size(num_of(img, "Size"), 4),
+            "Containers": match img.get("Containers").and_then(Value::as_i64) { Some(n) if n >= 0 => n.to_string(), _ => "N/A".into() },
+            "SharedSize": match img.get("SharedSize").and_then(Value::as_f64) { Some(n) if n >= 0.0 => human_size(n, 4), _ => "N/A".into() },
+            "UniqueSize": match img.get("SharedSize").and_then(Value::as_f64) { Some(n) if n >= 0.0 => human_size(num_of(img, "Size") - n, 4), _ => "N/A".into() },
         })
-        .collect()
+    };
+    let tags = names("RepoTags");
+    let repo_digests = names("RepoDigests");
+    if tags.is_empty() && repo_digests.is_empty() {
+        return vec![row("<none>", "<none>", "<none>")];
+    }
+    // Repositories in first-seen order, each with its tags and digests.
+    let mut repos: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    fn entry(repos: &mut Vec<(String, Vec<String>, Vec<String>)>, repo: String) -> usize {
+        match repos.iter().position(|r| r.0 == repo) {
+            Some(i) => i,
+            None => {
+                repos.push((repo, Vec::new(), Vec::new()));
+                repos.len() - 1
+            }
+        }
+    }
+    for t in &tags {
+        let (repo, tag) = split_repo_tag(t);
+        let i = entry(&mut repos, repo);
+        repos[i].1.push(tag);
+    }
+    for d in &repo_digests {
+        if let Some((repo, digest)) = d.split_once('@') {
+            let i = entry(&mut repos, repo.to_string());
+            repos[i].2.push(digest.to_string());
+        }
+    }
+    let mut rows = Vec::new();
+    for (repo, repo_tags, repo_digests) in &repos {
+        if repo_tags.is_empty() {
+            if digests {
+                rows.extend(repo_digests.iter().map(|d| row(repo, "<none>", d)));
+            } else {
+                rows.push(row(repo, "<none>", ""));
+            }
+            continue;
+        }
+        for tag in repo_tags {
+            if !(digests || format_digest) || repo_digests.is_empty() {
+                rows.push(row(repo, tag, "<none>"));
+            } else {
+                rows.extend(repo_digests.iter().map(|d| row(repo, tag, d)));
+            }
+        }
+    }
+    rows
 }
 
 /// `repo:tag` → (repo, tag); the tag colon is the last one after the last `/`.
@@ -455,6 +490,8 @@ CONTAINER ID   IMAGE     COMMAND             CREATED              STATUS        
             &json!({"Id": "sha256:ab", "RepoTags": [], "Created": 0, "Size": 1_984_000}),
             NOW,
             true,
+            false,
+            false,
         );
         let out = render(Some("json"), IMAGES_DEFAULT, IMAGES_HEADERS, &img).unwrap();
         assert!(out.contains(r#""Digest":"\u003cnone\u003e""#), "{out}");
@@ -479,7 +516,7 @@ CONTAINER ID   IMAGE     COMMAND             CREATED              STATUS        
             "Created": 1_700_000_000u64 - 7200,
             "Size": 4_100_000,
         });
-        let rows = image_rows(&img, NOW, true);
+        let rows = image_rows(&img, NOW, true, false, false);
         let out = render(None, IMAGES_DEFAULT, IMAGES_HEADERS, &rows).unwrap();
         let expect = "\
 REPOSITORY       TAG       IMAGE ID       CREATED       SIZE
@@ -495,6 +532,8 @@ localhost:5000/bb   1         fedcba987654   2 hours ago   4.1MB
             &json!({"Id": "sha256:ab", "RepoTags": [], "Created": 0, "Size": 0}),
             NOW,
             false,
+            false,
+            false,
         );
         assert_eq!(untagged[0]["Repository"], "<none>");
         assert_eq!(untagged[0]["Tag"], "<none>");
@@ -502,6 +541,42 @@ localhost:5000/bb   1         fedcba987654   2 hours ago   4.1MB
         assert_eq!(
             split_repo_tag("localhost:5000/bb"),
             ("localhost:5000/bb".into(), String::new())
+        );
+    }
+
+    #[test]
+    fn image_rows_with_digests_like_docker() {
+        let img = json!({
+            "Id": "sha256:ab",
+            "RepoTags": ["app:1", "app:2"],
+            "RepoDigests": ["app@sha256:d1", "other@sha256:d2"],
+            "Created": 0,
+            "Size": 0,
+        });
+        let cells = |rows: Vec<Value>| -> Vec<String> {
+            rows.iter()
+                .map(|r| {
+                    format!(
+                        "{} {} {}",
+                        r["Repository"].as_str().unwrap(),
+                        r["Tag"].as_str().unwrap(),
+                        r["Digest"].as_str().unwrap()
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            cells(image_rows(&img, NOW, true, false, false)),
+            ["app 1 <none>", "app 2 <none>", "other <none> "]
+        );
+        assert_eq!(
+            cells(image_rows(&img, NOW, true, true, false)),
+            ["app 1 sha256:d1", "app 2 sha256:d1", "other <none> sha256:d2"]
+        );
+        // A format naming the digest shows it on tagged rows even without --digests.
+        assert_eq!(
+            cells(image_rows(&img, NOW, true, false, true))[0],
+            "app 1 sha256:d1"
         );
     }
 

@@ -332,7 +332,8 @@ impl VolumeStore {
     }
 }
 
-fn dir_size(p: &Path) -> u64 {
+/// Bytes of the files under `p` (not following symlinks).
+pub fn dir_size(p: &Path) -> u64 {
     let Ok(meta) = fs::symlink_metadata(p) else {
         return 0;
     };

@@ -258,7 +258,8 @@ impl ImageStore {
                     order.push(r.hex.clone());
                 }
                 let list = tags.entry(r.hex.clone()).or_default();
-                if let Some(t) = r.tag {
+                // A `repo@digest` reference names the image but is no tag to save.
+                if let Some(t) = r.tag.filter(|t| !t.contains('@')) {
                     if !list.contains(&t) {
                         list.push(t);
                     }

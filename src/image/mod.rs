@@ -6,7 +6,7 @@
 //! images/<id hex>.json        config blob, byte for byte (its sha256 is the image ID)
 //! layers/<diff id hex>/fs     the layer unpacked once, shared by every image using it
 //! layers/<diff id hex>/…      layer.json (sizes), tar-split.gz (to rebuild the exact tar)
-//! repositories.json           tag → image ID
+//! repositories.json           tag → image ID, and `repo@digest` → image ID
 //! build-cache/<key>           image ID a build step produced (see `build`)
 //! build-cache/parents/<id>    image ID a build step started from
 //! tmp/                        work in progress; emptied by `ImageStore::open`
@@ -31,6 +31,7 @@ pub mod config;
 pub mod entry_path;
 mod error;
 pub mod layer;
+pub mod list_filter;
 pub mod reference;
 pub mod registry;
 mod store;
@@ -50,6 +51,8 @@ pub struct Image {
     pub id: String,
     /// Familiar `repo:tag` names, sorted.
     pub repo_tags: Vec<String>,
+    /// Familiar `repo@sha256:…` names a registry knows the image by, sorted.
+    pub repo_digests: Vec<String>,
     pub config: ImageConfig,
     /// RFC 3339, as in the config blob ("" if the blob has none).
     pub created: String,

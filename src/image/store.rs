@@ -39,6 +39,8 @@ pub(super) struct State {
     pub(super) images: BTreeMap<String, ConfigFile>,
     /// familiar `repo:tag` → id hex.
     pub(super) tags: BTreeMap<String, String>,
+    /// familiar `repo@sha256:…` (the manifest digest a registry knows the image by) → id hex.
+    pub(super) digests: BTreeMap<String, String>,
     /// diff id hex → content size.
     pub(super) layers: HashMap<String, u64>,
     /// diff id hex → number of operations relying on the layer before an image references it.
@@ -48,9 +50,13 @@ pub(super) struct State {
 #[derive(Serialize, Deserialize, Default)]
 struct RepositoriesFile {
     tags: BTreeMap<String, String>,
+    /// Absent in stores written before digests were recorded.
+    #[serde(default)]
+    digests: BTreeMap<String, String>,
 }
 
-/// How a name resolved: the image, and the tag if the name was a tag.
+/// How a name resolved: the image, and the reference (`repo:tag` or `repo@digest`) if the
+/// name was one.
 pub(super) struct Resolved {
     pub(super) hex: String,
     pub(super) tag: Option<String>,
@@ -142,8 +148,12 @@ impl ImageStore {
         state
             .tags
             .retain(|_, hex| state.images.contains_key(hex.as_str()));
-        if state.tags != repos.tags {
-            store.write_tags(&state)?;
+        state.digests = repos.digests.clone();
+        state
+            .digests
+            .retain(|_, hex| state.images.contains_key(hex.as_str()));
+        if state.tags != repos.tags || state.digests != repos.digests {
+            store.write_refs(&state.tags, &state.digests)?;
         }
         let mut unused: Vec<String> = state
             .layers
@@ -253,6 +263,17 @@ impl ImageStore {
     /// Record an image (its config blob) and point `tags` at it. All its layers must exist.
     /// Returns the id hex.
     pub(super) fn commit_image(&self, config_bytes: &[u8], tags: &[String]) -> Result<String, ImageError> {
+        self.commit_image_refs(config_bytes, tags, &[])
+    }
+
+    /// `commit_image`, also recording `repo_digests` (familiar `repo@sha256:…`) in the same
+    /// write as the tags.
+    pub(super) fn commit_image_refs(
+        &self,
+        config_bytes: &[u8],
+        tags: &[String],
+        repo_digests: &[String],
+    ) -> Result<String, ImageError> {
         let hex = sha256_hex(config_bytes);
         let cfg: ConfigFile = serde_json::from_slice(config_bytes)
             .map_err(|e| ImageError::Invalid(format!("image config sha256:{hex}: {e}")))?;
@@ -271,25 +292,59 @@ impl ImageStore {
             atomic::write(&self.config_path(&hex), config_bytes)?;
             state.images.insert(hex.clone(), cfg);
         }
-        if !tags.is_empty() {
+        if !tags.is_empty() || !repo_digests.is_empty() {
             let mut next = state.tags.clone();
             for t in tags {
                 next.insert(t.clone(), hex.clone());
             }
-            self.write_tags_map(&next)?;
+            let mut next_digests = state.digests.clone();
+            for d in repo_digests {
+                next_digests.insert(d.clone(), hex.clone());
+            }
+            self.write_refs(&next, &next_digests)?;
             state.tags = next;
+            state.digests = next_digests;
         }
         Ok(hex)
     }
 
-    fn write_tags(&self, state: &State) -> io::Result<()> {
-        self.write_tags_map(&state.tags)
+    /// Record that the registry knows the image `name` resolves to by `repo_digest`
+    /// (familiar `repo@sha256:…`), as after a push.
+    pub fn add_repo_digest(&self, name: &str, repo_digest: &str) -> Result<(), ImageError> {
+        let parsed = Reference::parse(repo_digest)?;
+        if parsed.digest.is_none() || parsed.tag.is_some() {
+            return Err(ImageError::InvalidReference(format!(
+                "not a repo@digest reference: {repo_digest}"
+            )));
+        }
+        let key = format!(
+            "{}@{}",
+            parsed.familiar_repository(),
+            parsed.digest.unwrap_or_default()
+        );
+        let mut state = self.lock();
+        let r = self.lookup(&state, name)?;
+        if state.digests.get(&key) == Some(&r.hex) {
+            return Ok(());
+        }
+        let mut next = state.digests.clone();
+        next.insert(key, r.hex);
+        self.write_refs(&state.tags, &next)?;
+        state.digests = next;
+        Ok(())
     }
 
-    fn write_tags_map(&self, tags: &BTreeMap<String, String>) -> io::Result<()> {
+    fn write_refs(
+        &self,
+        tags: &BTreeMap<String, String>,
+        digests: &BTreeMap<String, String>,
+    ) -> io::Result<()> {
         atomic::write_json(
             &self.root.join(REPOSITORIES_FILE),
-            &RepositoriesFile { tags: tags.clone() },
+            &RepositoriesFile {
+                tags: tags.clone(),
+                digests: digests.clone(),
+            },
         )
     }
 
@@ -333,7 +388,15 @@ impl ImageStore {
         }
         let parsed = Reference::parse(name);
         if let Ok(r) = &parsed {
-            if r.digest.is_none() {
+            if let Some(digest) = &r.digest {
+                let key = format!("{}@{digest}", r.familiar_repository());
+                if let Some(hex) = state.digests.get(&key) {
+                    return Ok(Resolved {
+                        hex: hex.clone(),
+                        tag: Some(key),
+                    });
+                }
+            } else {
                 if let Some(tag) = r.familiar_tagged() {
                     if let Some(hex) = state.tags.get(&tag) {
                         return Ok(Resolved {
@@ -380,6 +443,7 @@ impl ImageStore {
         Some(Image {
             id: format!("sha256:{hex}"),
             repo_tags: tags_of(state, hex),
+            repo_digests: digests_of(state, hex),
             config: cfg.config.clone().unwrap_or_default(),
             created: cfg.created.clone().unwrap_or_default(),
             layers: cfg.rootfs.diff_ids.clone(),
@@ -413,7 +477,7 @@ impl ImageStore {
                     id: format!("sha256:{hex}"),
                     parent_id: String::new(),
                     repo_tags: tags_of(&state, hex),
-                    repo_digests: Vec::new(),
+                    repo_digests: digests_of(&state, hex),
                     created: cfg
                         .created
                         .as_deref()
@@ -433,6 +497,37 @@ impl ImageStore {
             .collect();
         out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
         out
+    }
+
+    /// Bytes of every layer in the store, and per image (`sha256:` id) the bytes of its layers
+    /// that other images use too (`system df`'s LayersSize and SharedSize).
+    pub fn layer_usage(&self) -> (u64, HashMap<String, u64>) {
+        let state = self.lock();
+        let mut users: HashMap<&str, usize> = HashMap::new();
+        for cfg in state.images.values() {
+            let mut seen: Vec<&str> = cfg.rootfs.diff_ids.iter().map(|d| hex_of(d)).collect();
+            seen.sort();
+            seen.dedup();
+            for hex in seen {
+                *users.entry(hex).or_insert(0) += 1;
+            }
+        }
+        let shared = state
+            .images
+            .iter()
+            .map(|(hex, cfg)| {
+                let mut layers: Vec<&str> = cfg.rootfs.diff_ids.iter().map(|d| hex_of(d)).collect();
+                layers.sort();
+                layers.dedup();
+                let bytes = layers
+                    .iter()
+                    .filter(|l| users.get(*l).copied().unwrap_or(0) > 1)
+                    .map(|l| state.layers.get(*l).copied().unwrap_or(0))
+                    .sum();
+                (format!("sha256:{hex}"), bytes)
+            })
+            .collect();
+        (state.layers.values().sum(), shared)
     }
 
     /// Like `docker import`: one layer from a root filesystem tar (plain, gzip or zstd), a
@@ -492,7 +587,7 @@ impl ImageStore {
         let r = self.lookup(&state, source)?;
         let mut next = state.tags.clone();
         next.insert(tag, r.hex);
-        self.write_tags_map(&next)?;
+        self.write_refs(&next, &state.digests)?;
         state.tags = next;
         Ok(())
     }
@@ -505,14 +600,34 @@ impl ImageStore {
         let r = self.lookup(&state, name)?;
         let mut out = Vec::new();
         let mut next = state.tags.clone();
+        let mut next_digests = state.digests.clone();
         match &r.tag {
+            Some(reference) if reference.contains('@') => {
+                next_digests.remove(reference);
+                out.push(RemovedItem::Untagged(reference.clone()));
+            }
             Some(tag) => {
                 next.remove(tag);
                 out.push(RemovedItem::Untagged(tag.clone()));
+                // Digest references of a repository go with its last tag (as in Docker).
+                let repo = repo_of(tag);
+                let repo_still_tagged = next.iter().any(|(t, h)| *h == r.hex && repo_of(t) == repo);
+                if !repo_still_tagged {
+                    for d in digests_of(&state, &r.hex) {
+                        if repo_of(&d) == repo {
+                            next_digests.remove(&d);
+                            out.push(RemovedItem::Untagged(d));
+                        }
+                    }
+                }
             }
             None => {
                 let tags = tags_of(&state, &r.hex);
-                if tags.len() > 1 && !force {
+                let digests = digests_of(&state, &r.hex);
+                let mut repos: Vec<&str> = tags.iter().chain(&digests).map(|t| repo_of(t)).collect();
+                repos.sort();
+                repos.dedup();
+                if (tags.len() > 1 || repos.len() > 1) && !force {
                     return Err(ImageError::Conflict(format!(
                         "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
                         &r.hex[..12]
@@ -522,14 +637,19 @@ impl ImageStore {
                     next.remove(&t);
                     out.push(RemovedItem::Untagged(t));
                 }
+                for d in digests {
+                    next_digests.remove(&d);
+                    out.push(RemovedItem::Untagged(d));
+                }
             }
         }
-        let still_tagged = next.values().any(|h| *h == r.hex);
-        if next != state.tags {
-            self.write_tags_map(&next)?;
+        let still_referenced = next.values().chain(next_digests.values()).any(|h| *h == r.hex);
+        if next != state.tags || next_digests != state.digests {
+            self.write_refs(&next, &next_digests)?;
             state.tags = next;
+            state.digests = next_digests;
         }
-        if still_tagged {
+        if still_referenced {
             return Ok(out);
         }
         let cfg_path = self.config_path(&r.hex);
@@ -571,7 +691,7 @@ impl ImageStore {
         let mut v = json!({
             "Id": image.id,
             "RepoTags": image.repo_tags,
-            "RepoDigests": [],
+            "RepoDigests": image.repo_digests,
             "Parent": "",
             "Comment": image.comment,
             "Created": image.created,
@@ -707,6 +827,27 @@ pub(super) fn tags_of(state: &State, hex: &str) -> Vec<String> {
         .filter(|(_, h)| h.as_str() == hex)
         .map(|(t, _)| t.clone())
         .collect()
+}
+
+pub(super) fn digests_of(state: &State, hex: &str) -> Vec<String> {
+    state
+        .digests
+        .iter()
+        .filter(|(_, h)| h.as_str() == hex)
+        .map(|(d, _)| d.clone())
+        .collect()
+}
+
+/// The repository part of a familiar `repo:tag` or `repo@digest`.
+fn repo_of(reference: &str) -> &str {
+    if let Some((repo, _)) = reference.split_once('@') {
+        return repo;
+    }
+    let slash = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[slash..].rfind(':') {
+        Some(i) => &reference[..slash + i],
+        None => reference,
+    }
 }
 
 fn uses_layer(cfg: &ConfigFile, hex: &str) -> bool {

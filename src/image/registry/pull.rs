@@ -150,7 +150,10 @@ pub fn pull(
         pins.push(r?);
     }
     let tags: Vec<String> = tag.iter().cloned().collect();
-    let hex = store.commit_image(&config_bytes, &tags)?;
+    // What `images --digests` shows: the digest of what the tag pointed to (the index for a
+    // multi-platform image), so `pull repo@digest` finds this image again.
+    let repo_digest = format!("{}@{top_digest}", reference.familiar_repository());
+    let hex = store.commit_image_refs(&config_bytes, &tags, &[repo_digest])?;
     drop(pins);
     progress(json!({ "status": format!("Digest: {top_digest}") }));
     let shown = tag.unwrap_or_else(|| reference.to_string());

@@ -110,6 +110,10 @@ pub fn push(
         let text = error_text(&mut resp);
         return Err(RegistryError::new(500, format!("uploading the manifest: {text}")));
     }
+    let repo_digest = format!("{}@{digest}", reference.familiar_repository());
+    if let Err(e) = store.add_repo_digest(&local, &repo_digest) {
+        log::warn!("recording {repo_digest}: {e}");
+    }
     progress(json!({ "status": format!("{tag}: digest: {digest} size: {}", body.len()) }));
     progress(json!({ "progressDetail": {}, "aux": { "Tag": tag, "Digest": digest, "Size": body.len() } }));
     Ok(digest)
