@@ -483,7 +483,7 @@ fn agent_for(config: &RegistryConfig, registry: &str) -> Result<Agent, RegistryE
         .root_certs(RootCerts::Specific(Arc::new(roots)))
         .unversioned_rustls_crypto_provider(Arc::new(provider))
         .build();
-    Ok(Agent::config_builder()
+    let config = Agent::config_builder()
         .tls_config(tls)
         .http_status_as_error(false)
         .max_redirects(0)
@@ -495,8 +495,13 @@ fn agent_for(config: &RegistryConfig, registry: &str) -> Result<Agent, RegistryE
         // which resume with a Range request where the cut happened.
         .timeout_recv_body(Some(BODY_TIMEOUT))
         .user_agent(concat!("shoal/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into())
+        .build();
+    // shoal's own host lookup: a static binary must not use glibc's getaddrinfo (NSS).
+    Ok(Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::default(),
+        super::resolve::BoardResolver,
+    ))
 }
 
 #[cfg(test)]

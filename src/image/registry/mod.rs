@@ -7,6 +7,7 @@ mod client;
 pub mod manifest;
 mod pull;
 mod push;
+pub mod resolve;
 
 pub use client::RegistryConfig;
 pub use pull::{pull, PullRequest};
