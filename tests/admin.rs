@@ -853,3 +853,66 @@ fn admin_token_command_explains_what_is_missing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid admin address \"board\""));
     assert!(!root.exists(), "nothing is made before the flags are checked");
 }
+
+/// The Up button runs `compose up -d` for the project from its own files: stopped services
+/// start again, and a changed service is recreated.
+#[test]
+fn project_up_from_the_page_runs_compose() {
+    let lab = admin_lab("admin-up");
+    let dir = lab.dir.join("proj");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("compose.yaml");
+    let write = |v: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "name: upp\nservices:\n  app:\n    image: busybox:latest\n    environment:\n      V: \"{v}\"\n    command: [\"sleep\", \"1000\"]\n"
+            ),
+        )
+        .unwrap()
+    };
+    write("one");
+    let up = std::process::Command::new(harness::BIN)
+        .args([
+            "-H",
+            &lab.host(),
+            "compose",
+            "-f",
+            file.to_str().unwrap(),
+            "up",
+            "-d",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    lab.ok(&["stop", "upp-app-1"]);
+    let s = login(&lab, &token_of(&lab));
+    assert!(get(&lab, &s.cookie, "/projects").body.contains("value=up"));
+    let r = post(&lab, &s, "/projects/upp", "do=up&back=%2Fprojects");
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(state(&lab, "upp-app-1"), "running");
+    let first = lab.ok(&["inspect", "-f", "{{.Id}}", "upp-app-1"]);
+    // The file changed on the board: Up recreates the service with the new setting.
+    write("two");
+    let r = post(&lab, &s, "/projects/upp", "do=up&back=%2Fprojects");
+    assert_eq!(r.status, 303, "{}", r.body);
+    let env = lab.ok(&["inspect", "-f", "{{json .Config.Env}}", "upp-app-1"]);
+    assert!(env.contains("V=two"), "{env}");
+    assert_ne!(lab.ok(&["inspect", "-f", "{{.Id}}", "upp-app-1"]), first);
+    // A project that compose did not make cannot be brought up.
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "loose",
+        "--label",
+        "com.docker.compose.project=loose",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let r = post(&lab, &s, "/projects/loose", "do=up&back=%2Fprojects");
+    assert_eq!(r.status, 409);
+    assert!(r.body.contains("not made by compose"), "{}", r.body);
+}

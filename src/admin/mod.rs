@@ -16,7 +16,7 @@ pub mod server;
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,6 +37,7 @@ pub fn start(
     engine: Arc<Engine>,
     addr: &str,
     configured_token: Option<String>,
+    api_socket: PathBuf,
 ) -> Result<SocketAddr, String> {
     let addr = parse_addr(addr)?;
     let root = engine.config.root.clone();
@@ -56,6 +57,7 @@ pub fn start(
         auth: auth::Auth::new(token),
         samples: Default::default(),
         started: Instant::now(),
+        api_socket,
     });
     let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
         std::thread::Builder::new()

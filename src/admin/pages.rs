@@ -324,6 +324,7 @@ pub fn projects(projects: &[Project], csrf: &str) -> String {
             buttons(
                 &format!("/projects/{}", p.name),
                 &[
+                    ("up", "Up", false),
                     ("start", "Start all", false),
                     ("stop", "Stop all", false),
                     ("down", "Down", true)

@@ -30,6 +30,8 @@ pub struct Admin {
     pub auth: Auth,
     pub samples: CpuSamples,
     pub started: Instant,
+    /// The daemon's API socket: `compose up` for a project runs as a client of it.
+    pub api_socket: std::path::PathBuf,
 }
 
 /// Serve requests from tiny_http until it stops; one thread per request (the guard bounds
@@ -322,6 +324,7 @@ fn action(
             return r;
         }
         ["containers", id] => container_action(engine, id, verb).map(|_| back.clone()),
+        ["projects", name] if verb == "up" => project_up(admin, name).map(|_| back.clone()),
         ["projects", name] => project_action(engine, name, verb).map(|_| back.clone()),
         ["images", "prune"] => prune_images(engine).map(|_| back.clone()),
         ["images", id, "remove"] => remove_image(engine, id).map(|_| back.clone()),
@@ -361,6 +364,52 @@ fn container_action(engine: &Arc<Engine>, id: &str, verb: &str) -> Result<(), St
 
 /// Start or stop every container of a compose project, all at once (as compose does, so a
 /// project of containers that each take their stop timeout does not take the sum of them).
+/// `compose up -d` for a project, from the compose files and directory its containers were
+/// made from (their `com.docker.compose.project.*` labels), run by this same binary as a
+/// client of the daemon: recreated services are recreated, stopped ones started.
+fn project_up(admin: &Admin, name: &str) -> Result<(), String> {
+    let labels = admin
+        .engine
+        .list()
+        .iter()
+        .find_map(|e| {
+            let slot = e.lock();
+            let l = slot.rec.config.labels.clone()?;
+            (l.get(data::PROJECT_LABEL).map(String::as_str) == Some(name)).then_some(l)
+        })
+        .ok_or_else(|| format!("no containers in project {name:?}"))?;
+    let workdir = labels
+        .get(crate::compose::plan::LABEL_WORKDIR)
+        .ok_or_else(|| format!("project {name:?} was not made by compose (no working_dir label)"))?;
+    let mut args = vec![
+        "-H".to_string(),
+        format!("unix://{}", admin.api_socket.display()),
+        "compose".into(),
+        "-p".into(),
+        name.to_string(),
+    ];
+    for f in labels
+        .get(crate::compose::plan::LABEL_FILES)
+        .map(|f| f.split(',').filter(|f| !f.is_empty()).collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        args.extend(["-f".to_string(), f.to_string()]);
+    }
+    args.extend(["up".to_string(), "-d".to_string()]);
+    let out = std::process::Command::new("/proc/self/exe")
+        .args(&args)
+        .current_dir(workdir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("running compose up: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let tail: Vec<&str> = err.lines().rev().take(5).collect();
+    Err(tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+}
+
 fn project_action(engine: &Arc<Engine>, name: &str, verb: &str) -> Result<(), String> {
     if !matches!(verb, "start" | "stop" | "down") {
         return Err(format!("unknown project action {verb:?}"));

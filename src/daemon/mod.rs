@@ -152,7 +152,12 @@ fn run(args: Settings) -> Result<(), String> {
     let listener = crate::api::bind(&args.socket).map_err(|e| e.to_string())?;
     engine.recover();
     if let Some(addr) = &args.admin_addr {
-        let bound = crate::admin::start(engine.clone(), addr, args.admin_token.clone())?;
+        let bound = crate::admin::start(
+            engine.clone(),
+            addr,
+            args.admin_token.clone(),
+            args.socket.clone(),
+        )?;
         log::info!("admin page on http://{bound}/");
     }
     let socket = args.socket.clone();
