@@ -55,19 +55,7 @@ Commands:
 
 /// Entry from `cli::main`: `None` when the words are not a compose command.
 pub fn main(argv: &[String]) -> Option<i32> {
-    let mut host = None;
-    let mut i = 0;
-    while let Some(a) = argv.get(i) {
-        if a == "-H" || a == "--host" {
-            host = argv.get(i + 1).cloned();
-            i += 2;
-        } else if let Some(h) = a.strip_prefix("--host=") {
-            host = Some(h.to_string());
-            i += 1;
-        } else {
-            break;
-        }
-    }
+    let (host, i) = super::leading_host(argv);
     if argv.get(i).map(String::as_str) != Some("compose") {
         return None;
     }

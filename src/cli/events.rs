@@ -164,19 +164,7 @@ pub fn run(client: &Client, cmd: EventsCommand) -> Result<i32, String> {
 
 /// Entry from the client dispatcher: `Some(code)` when `argv` is an `events` command.
 pub fn main(argv: &[String]) -> Option<i32> {
-    let mut host = None;
-    let mut i = 0;
-    while let Some(a) = argv.get(i) {
-        if a == "-H" || a == "--host" {
-            host = argv.get(i + 1).cloned();
-            i += 2;
-        } else if let Some(h) = a.strip_prefix("--host=").or_else(|| a.strip_prefix("-H=")) {
-            host = Some(h.to_string());
-            i += 1;
-        } else {
-            break;
-        }
-    }
+    let (host, i) = super::leading_host(argv);
     if argv.get(i)? != "events" {
         return None;
     }

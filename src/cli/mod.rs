@@ -24,6 +24,28 @@ pub mod volume;
 
 use crate::api::client::{self, Client, HOST_ENV};
 
+/// The `-H HOST` / `--host=HOST` / `-HHOST` words before a verb: the host, and where the verb
+/// starts.
+pub(crate) fn leading_host(argv: &[String]) -> (Option<String>, usize) {
+    let mut host = None;
+    let mut i = 0;
+    while let Some(a) = argv.get(i) {
+        if a == "-H" || a == "--host" {
+            host = argv.get(i + 1).cloned();
+            i += 2;
+        } else if let Some(h) = a.strip_prefix("--host=").or_else(|| a.strip_prefix("-H=")) {
+            host = Some(h.to_string());
+            i += 1;
+        } else if a.starts_with("-H") && a.len() > 2 {
+            host = Some(a[2..].to_string());
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    (host, i)
+}
+
 /// Run `f` against the daemon named by `-H` (`host`) or SHOAL_HOST; an error is printed and
 /// exits 1, as for the top-level verbs. Shared by the verb groups (network, volume, ...).
 pub(crate) fn with_client<E: std::fmt::Display>(

@@ -134,22 +134,7 @@ pub fn parse(image: bool, words: &[String]) -> Result<SysCommand, String> {
 
 /// Intercept `image prune` and `system df|prune`; None for every other command line.
 pub fn main(argv: &[String]) -> Option<i32> {
-    let mut host = None;
-    let mut i = 0;
-    while let Some(a) = argv.get(i) {
-        if a == "-H" || a == "--host" {
-            host = argv.get(i + 1).cloned();
-            i += 2;
-        } else if let Some(h) = a.strip_prefix("--host=").or_else(|| a.strip_prefix("-H=")) {
-            host = Some(h.to_string());
-            i += 1;
-        } else if a.starts_with("-H") && a.len() > 2 {
-            host = Some(a[2..].to_string());
-            i += 1;
-        } else {
-            break;
-        }
-    }
+    let (host, i) = super::leading_host(argv);
     let parsed = match (
         argv.get(i).map(String::as_str),
         argv.get(i + 1).map(String::as_str),

@@ -159,22 +159,7 @@ pub fn parse(words: &[String]) -> Result<VolCommand, String> {
 
 /// `shoal [-H HOST] volume ...`; None for every other verb.
 pub fn main(argv: &[String]) -> Option<i32> {
-    let mut host = None;
-    let mut i = 0;
-    while let Some(a) = argv.get(i) {
-        if a == "-H" || a == "--host" {
-            host = argv.get(i + 1).cloned();
-            i += 2;
-        } else if let Some(h) = a.strip_prefix("--host=").or_else(|| a.strip_prefix("-H=")) {
-            host = Some(h.to_string());
-            i += 1;
-        } else if a.starts_with("-H") && a.len() > 2 {
-            host = Some(a[2..].to_string());
-            i += 1;
-        } else {
-            break;
-        }
-    }
+    let (host, i) = super::leading_host(argv);
     if argv.get(i)? != "volume" {
         return None;
     }
