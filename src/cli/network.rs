@@ -65,6 +65,7 @@ Commands:
 ";
 
 /// Flags seen on a command line: values by long name, in order, and the positional words.
+#[derive(Debug)]
 pub(crate) struct Flags {
     pub values: Vec<(String, String)>,
     pub switches: Vec<String>,
@@ -339,6 +340,22 @@ pub(crate) fn template(text: &str, v: &Value) -> Result<String, String> {
 }
 
 /// Carry out one command; prints docker's output.
+/// The names a prune answer lists under `key`, under a `title` line (nothing when none).
+pub(crate) fn print_deleted(v: &Value, key: &str, title: &str) {
+    let names: Vec<&str> = v[key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !names.is_empty() {
+        println!("{title}");
+        for n in names {
+            println!("{n}");
+        }
+    }
+}
+
 /// `network inspect` / `volume inspect`: each object of `kind` as JSON (or through a
 /// template); the missing ones are named on stderr and make the exit code 1.
 pub(crate) fn inspect_each(
@@ -472,18 +489,7 @@ pub fn run(client: &Client, command: NetCommand) -> Result<i32, String> {
                 .post("/networks/prune", None)
                 .and_then(|r| r.json())
                 .map_err(api)?;
-            let names: Vec<&str> = v["NetworksDeleted"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            if !names.is_empty() {
-                println!("Deleted Networks:");
-                for n in names {
-                    println!("{n}");
-                }
-            }
+            print_deleted(&v, "NetworksDeleted", "Deleted Networks:");
         }
         NetCommand::Connect {
             network,

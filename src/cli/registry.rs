@@ -7,97 +7,10 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
+use super::network::{parse_flags, Flags};
 use crate::api::client::{query, Body, Client, ClientError};
 use crate::image::reference::Reference;
 use crate::image::registry::auth;
-
-/// Words after the verb: values of `--name VALUE` / `-n VALUE` / `--name=VALUE`, switches,
-/// positional arguments.
-#[derive(Debug)]
-struct Words {
-    values: Vec<(String, String)>,
-    switches: Vec<String>,
-    args: Vec<String>,
-}
-
-/// Parse `words` given which long names take a value and the short aliases.
-fn parse_words(
-    words: &[String],
-    valued: &[(&str, char)],
-    switches: &[(&str, char)],
-) -> Result<Words, String> {
-    let mut out = Words {
-        values: Vec::new(),
-        switches: Vec::new(),
-        args: Vec::new(),
-    };
-    let mut i = 0;
-    while i < words.len() {
-        let w = &words[i];
-        i += 1;
-        if w == "--" {
-            out.args.extend(words[i..].iter().cloned());
-            break;
-        }
-        let (name, inline) = if let Some(long) = w.strip_prefix("--") {
-            match long.split_once('=') {
-                Some((n, v)) => (n.to_string(), Some(v.to_string())),
-                None => (long.to_string(), None),
-            }
-        } else if w.len() >= 2 && w.starts_with('-') {
-            let c = w[1..].chars().next().unwrap_or(' ');
-            let long = valued
-                .iter()
-                .chain(switches)
-                .find(|(_, s)| *s == c)
-                .map(|(l, _)| l.to_string())
-                .ok_or_else(|| format!("unknown shorthand flag: '{c}' in {w}"))?;
-            let rest = &w[1 + c.len_utf8()..];
-            (
-                long,
-                (!rest.is_empty()).then(|| rest.trim_start_matches('=').to_string()),
-            )
-        } else {
-            out.args.push(w.clone());
-            continue;
-        };
-        if valued.iter().any(|(l, _)| *l == name) {
-            let v = match inline {
-                Some(v) => v,
-                None => {
-                    let v = words
-                        .get(i)
-                        .cloned()
-                        .ok_or_else(|| format!("flag needs an argument: --{name}"))?;
-                    i += 1;
-                    v
-                }
-            };
-            out.values.push((name, v));
-        } else if switches.iter().any(|(l, _)| *l == name) {
-            if inline.as_deref().is_some_and(|v| v != "true") {
-                continue;
-            }
-            out.switches.push(name);
-        } else {
-            return Err(format!("unknown flag: --{name}"));
-        }
-    }
-    Ok(out)
-}
-
-impl Words {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.values
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-    fn has(&self, name: &str) -> bool {
-        self.switches.iter().any(|s| s == name)
-    }
-}
 
 /// `shoal [-H HOST] pull|push|login|logout ...`; None for every other verb.
 pub fn main(argv: &[String]) -> Option<i32> {
@@ -136,7 +49,7 @@ fn usage(verb: &str) -> &'static str {
     }
 }
 
-fn one_arg(w: &Words, verb: &str) -> Result<String, String> {
+fn one_arg(w: &Flags, verb: &str) -> Result<String, String> {
     match w.args.as_slice() {
         [one] => Ok(one.clone()),
         _ => Err(format!(
@@ -267,7 +180,8 @@ pub fn pull(
 }
 
 fn cmd_pull(client: &Client, words: &[String]) -> Result<(), String> {
-    let w = parse_words(
+    let w = parse_flags(
+        "pull",
         words,
         &[("platform", '\0')],
         &[("quiet", 'q'), ("all-tags", 'a'), ("disable-content-trust", '\0')],
@@ -282,7 +196,7 @@ fn cmd_pull(client: &Client, words: &[String]) -> Result<(), String> {
     if !has_tag && !quiet {
         println!("Using default tag: latest");
     }
-    pull(client, &image, w.get("platform"), quiet, false).map_err(cli_error)?;
+    pull(client, &image, w.get("platform").as_deref(), quiet, false).map_err(cli_error)?;
     let shown = match (&r.tag, &r.digest) {
         (_, Some(d)) => format!("{}@{d}", r.full_repository()),
         (Some(t), None) => format!("{}:{t}", r.full_repository()),
@@ -293,7 +207,8 @@ fn cmd_pull(client: &Client, words: &[String]) -> Result<(), String> {
 }
 
 fn cmd_push(client: &Client, words: &[String]) -> Result<(), String> {
-    let w = parse_words(
+    let w = parse_flags(
+        "push",
         words,
         &[],
         &[("quiet", 'q'), ("all-tags", 'a'), ("disable-content-trust", '\0')],
@@ -317,7 +232,8 @@ fn cmd_push(client: &Client, words: &[String]) -> Result<(), String> {
 }
 
 fn cmd_login(client: &Client, words: &[String]) -> Result<(), String> {
-    let w = parse_words(
+    let w = parse_flags(
+        "login",
         words,
         &[("username", 'u'), ("password", 'p')],
         &[("password-stdin", '\0')],
@@ -384,7 +300,7 @@ fn read_line(r: &mut dyn Read) -> Result<String, String> {
 }
 
 fn cmd_logout(words: &[String]) -> Result<(), String> {
-    let w = parse_words(words, &[], &[])?;
+    let w = parse_flags("logout", words, &[], &[])?;
     let server = match w.args.as_slice() {
         [] => "docker.io".to_string(),
         [s] => auth::server_host(s),
@@ -419,27 +335,29 @@ mod tests {
 
     #[test]
     fn flags_parse_like_docker() {
-        let w = parse_words(
+        let w = parse_flags(
+            "logout",
             &words(&["-u", "me", "--password-stdin", "reg:5000"]),
             &[("username", 'u'), ("password", 'p')],
             &[("password-stdin", '\0')],
         )
         .unwrap();
-        assert_eq!(w.get("username"), Some("me"));
+        assert_eq!(w.get("username").as_deref(), Some("me"));
         assert!(w.has("password-stdin"));
         assert_eq!(w.args, vec!["reg:5000"]);
-        let w = parse_words(
+        let w = parse_flags(
+            "logout",
             &words(&["--platform=linux/arm/v7", "-q", "x"]),
             &[("platform", '\0')],
             &[("quiet", 'q')],
         )
         .unwrap();
-        assert_eq!(w.get("platform"), Some("linux/arm/v7"));
+        assert_eq!(w.get("platform").as_deref(), Some("linux/arm/v7"));
         assert!(w.has("quiet"));
-        assert!(parse_words(&words(&["--bogus"]), &[], &[])
+        assert!(parse_flags("pull", &words(&["--bogus"]), &[], &[])
             .unwrap_err()
             .contains("--bogus"));
-        assert!(parse_words(&words(&["-u"]), &[("username", 'u')], &[])
+        assert!(parse_flags("pull", &words(&["-u"]), &[("username", 'u')], &[])
             .unwrap_err()
             .contains("argument"));
     }

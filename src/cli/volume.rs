@@ -273,17 +273,8 @@ pub fn run(client: &Client, command: VolCommand) -> Result<i32, String> {
                 .post(&format!("/volumes/prune{}", filters_query(&filters)), None)
                 .and_then(|r| r.json())
                 .map_err(api)?;
-            let names: Vec<&str> = v["VolumesDeleted"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            if !names.is_empty() {
-                println!("Deleted Volumes:");
-                for n in names {
-                    println!("{n}");
-                }
+            super::network::print_deleted(&v, "VolumesDeleted", "Deleted Volumes:");
+            if v["VolumesDeleted"].as_array().is_some_and(|a| !a.is_empty()) {
                 println!();
             }
             println!(
