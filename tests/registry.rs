@@ -319,6 +319,27 @@ fn pull_run_and_push_round_trip_with_skopeo() {
         "{out}"
     );
     assert!(out.ends_with(&remote), "{out}");
+    // The pull is an event, as dockerd reports it.
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let events = lab.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until.to_string(),
+        "--filter",
+        "event=pull",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.ID}}",
+    ]);
+    assert!(
+        events.lines().any(|l| l == format!("image pull {remote}")),
+        "{events}"
+    );
     let id = lab.ok(&["image", "inspect", "--format", "{{.Id}}", &remote]);
     assert_eq!(id, config_digest, "the image ID is the config digest");
     let ran = lab.ok(&[

@@ -120,8 +120,13 @@ fn pull(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
         },
         &sink,
     );
-    if let Err(e) = &result {
-        log::warn!("pull {reference}: {e}");
+    match &result {
+        Err(e) => log::warn!("pull {reference}: {e}"),
+        Ok(_) => {
+            let r = reference.to_string();
+            let attrs = crate::daemon::events::attrs([("name", r.as_str())]);
+            engine.events.emit("image", "pull", &r, attrs);
+        }
     }
     lazy.into_inner()
         .unwrap_or_else(|p| p.into_inner())
@@ -142,8 +147,13 @@ fn push(engine: &Arc<Engine>, req: &mut ApiRequest, name: &str) -> ApiResult<()>
     });
     let sink = |msg: Value| lazy.lock().unwrap_or_else(|p| p.into_inner()).send(&msg);
     let result = registry::push(&engine.images, &engine.config.registry, &reference, creds, &sink);
-    if let Err(e) = &result {
-        log::warn!("push {reference}: {e}");
+    match &result {
+        Err(e) => log::warn!("push {reference}: {e}"),
+        Ok(_) => {
+            let r = reference.to_string();
+            let attrs = crate::daemon::events::attrs([("name", r.as_str())]);
+            engine.events.emit("image", "push", &r, attrs);
+        }
     }
     lazy.into_inner()
         .unwrap_or_else(|p| p.into_inner())
