@@ -269,8 +269,17 @@ pub fn follow(dir: &Path, since: Option<SystemTime>, tail: Option<usize>) -> io:
 impl Follow {
     /// Follow only what is written from now on (an attach): the live file from its end.
     /// A half-written last line is skipped whole (its tail does not parse).
+    ///
+    /// The file is created when the container has not written one yet (attach comes before
+    /// start): a short-lived `run --rm` container can exit and have its directory removed
+    /// before a follower polls again, and only a descriptor opened now still reads its output.
     pub fn from_end(dir: &Path) -> Follow {
-        let file = File::open(path(dir)).ok().and_then(|mut f| {
+        let opened = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path(dir));
+        let file = opened.ok().and_then(|mut f| {
             let end = f.seek(SeekFrom::End(0)).ok()?;
             Some((f, end))
         });
@@ -386,6 +395,22 @@ mod tests {
             .unwrap()
             .is_empty());
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_attach_reads_output_of_a_container_removed_before_it_polled() {
+        // Attach before start: no log file yet. The container writes, exits and its
+        // directory is removed (`run --rm`) before the follower's next poll.
+        let d = temp("attach-race");
+        let mut follow = Follow::from_end(&d);
+        let mut w = Writer::open(&d, &LogSpec::default()).unwrap();
+        w.write(Stream::Stdout, b"app\n", SystemTime::now()).unwrap();
+        w.flush(SystemTime::now()).unwrap();
+        drop(w);
+        fs::remove_dir_all(&d).unwrap();
+        let got = follow.poll_new().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].line, b"app\n");
     }
 
     #[test]
