@@ -282,14 +282,16 @@ fn failover_time_after_leader_kill() {
     let key = "44".repeat(32);
     let (mut c, base) = cluster("failover", &[&key, &key, &key]);
     let mut times = Vec::new();
+    // The bounds on each wait are loose (a machine starved by other suites can stretch one
+    // election); the claim is the median asserted below.
     for round in 0..rounds {
-        let leader = c.wait_leader(Duration::from_secs(10));
+        let leader = c.wait_leader(Duration::from_secs(30));
         assert!(ask(c.nodes[leader].client, &format!("put r {round}"))
             .unwrap()
             .starts_with("ok"));
         c.kill(leader);
         let killed = Instant::now();
-        let new_leader = c.wait_leader(Duration::from_secs(10));
+        let new_leader = c.wait_leader(Duration::from_secs(30));
         times.push(killed.elapsed());
         assert_eq!(
             ask(c.nodes[new_leader].client, "get r"),
