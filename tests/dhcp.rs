@@ -297,3 +297,64 @@ fn the_renewal_loop_renews_at_t1() {
     let log = lab.server_log();
     assert!(log.matches("DHCPACK(dh0) 10.66.0.57").count() >= 3, "{log}");
 }
+
+/// A new lease with another address replaces the old address (and the default route), and
+/// at shutdown the held lease is given back with a DHCPRELEASE the server acts on.
+#[test]
+fn a_changed_lease_replaces_the_address_and_release_frees_it() {
+    let lab = Lab::new("m", &[]);
+    let s = settings("eth0");
+    let resolv = lab.dir.join("resolv.conf");
+    // The board held 10.66.0.99 from an earlier lease, through a router that is gone.
+    ip(&["-n", &lab.client_ns, "link", "set", "eth0", "up"]);
+    ip(&[
+        "-n",
+        &lab.client_ns,
+        "addr",
+        "add",
+        "10.66.0.99/24",
+        "dev",
+        "eth0",
+    ]);
+    ip(&[
+        "-n",
+        &lab.client_ns,
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.66.0.254",
+    ]);
+    let lease = lab.client(|| dhcp::acquire(&s)).unwrap();
+    assert_eq!(lease.address, Ipv4Addr::new(10, 66, 0, 57));
+    let mut old = lease.clone();
+    old.address = Ipv4Addr::new(10, 66, 0, 99);
+    old.router = Some(Ipv4Addr::new(10, 66, 0, 254));
+    lab.client(|| dhcp::switch(&s, &old, &lease, &resolv)).unwrap();
+    let addrs = ip(&["-n", &lab.client_ns, "-4", "-o", "addr", "show", "dev", "eth0"]);
+    assert!(addrs.contains("10.66.0.57/24"), "{addrs}");
+    assert!(!addrs.contains("10.66.0.99"), "the old address stayed\n{addrs}");
+    let routes = ip(&["-n", &lab.client_ns, "-4", "route", "show", "default"]);
+    assert_eq!(routes.trim(), "default via 10.66.0.1 dev eth0", "{routes}");
+    // Switching to the same lease again changes nothing and is not an error.
+    lab.client(|| dhcp::switch(&s, &lease, &lease, &resolv)).unwrap();
+
+    let leases = || std::fs::read_to_string(lab.dir.join("leases")).unwrap_or_default();
+    assert!(leases().contains("10.66.0.57"), "{}", leases());
+    dhcp::hold(&s, &lease);
+    let released = lab.client(dhcp::release_held).unwrap();
+    assert_eq!(released, Some(lease.address));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while leases().contains("10.66.0.57") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = lab.server_log();
+    assert!(log.contains("DHCPRELEASE(dh0) 10.66.0.57"), "{log}");
+    assert!(
+        !leases().contains("10.66.0.57"),
+        "lease kept after release: {}",
+        leases()
+    );
+    // Nothing held any more: a second release sends nothing.
+    assert_eq!(lab.client(dhcp::release_held).unwrap(), None);
+}

@@ -309,7 +309,7 @@ pub fn renew(settings: &Settings, lease: &Lease, rebinding: bool, deadline: Inst
 }
 
 /// Puts the lease on the link: address, default route, and `resolv_conf` (when the lease
-/// names DNS servers). Entries that already exist are kept.
+/// names DNS servers). An address that exists is kept; the default route is replaced.
 pub fn apply(settings: &Settings, lease: &Lease, resolv_conf: &Path) -> io::Result<()> {
     let dev = &settings.device;
     let mut nl = Netlink::open(&Netns::Current)?;
@@ -319,15 +319,64 @@ pub fn apply(settings: &Settings, lease: &Lease, resolv_conf: &Path) -> io::Resu
         other => other?,
     }
     if let Some(gw) = lease.router {
-        match nl.add_default_route_v4(gw, dev) {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            other => other?,
-        }
+        // Replaced, not added: a new lease may name another router.
+        nl.set_default_route_v4(gw, dev)?;
     }
     if let Some(text) = lease.resolv_conf() {
         crate::storage::atomic::write(resolv_conf, text.as_bytes())?;
     }
     Ok(())
+}
+
+/// Moves the link from lease `old` to lease `new`. The old address stays while a new lease
+/// is sought (containers keep working when the server hands it out again); a different new
+/// address replaces it. The old one goes first: removing a primary address also removes
+/// the secondaries of its subnet, the new one among them.
+pub fn switch(settings: &Settings, old: &Lease, new: &Lease, resolv_conf: &Path) -> io::Result<()> {
+    if (old.address, old.prefix_len) != (new.address, new.prefix_len) {
+        let mut nl = Netlink::open(&Netns::Current)?;
+        match nl.del_addr_v4(&settings.device, old.address, old.prefix_len) {
+            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {}
+            other => other?,
+        }
+    }
+    apply(settings, new, resolv_conf)
+}
+
+/// The lease held now, for the DHCPRELEASE at shutdown.
+static HELD: std::sync::Mutex<Option<(Settings, Lease)>> = std::sync::Mutex::new(None);
+
+/// Records `lease` as the one held on `settings.device` (see [`release_held`]).
+pub fn hold(settings: &Settings, lease: &Lease) {
+    *HELD.lock().unwrap_or_else(|p| p.into_inner()) = Some((settings.clone(), lease.clone()));
+}
+
+/// Tells the server the held lease is no longer used (DHCPRELEASE, RFC 2131 §4.4.6), so the
+/// address is free at once; the address stays on the link until power-off. Unanswered by
+/// design: nothing is waited for.
+pub fn release_held() -> io::Result<Option<Ipv4Addr>> {
+    let Some((settings, lease)) = HELD.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        return Ok(None);
+    };
+    let mac = mac_of(&settings.device)?;
+    let sock = client_socket(&settings.device)?;
+    let mut release = Message::client(MessageType::Release, new_xid(), mac);
+    release.broadcast = false;
+    release.ciaddr = lease.address;
+    release.options.server_id = Some(lease.server);
+    release.options.parameter_request_list.clear();
+    release.options.max_message_size = None;
+    let bytes = release
+        .emit()
+        .map_err(|e| err(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let to = SocketAddrV4::new(lease.server, dhcp::SERVER_PORT);
+    sock.send_to(&bytes, to).map_err(|e| {
+        err(
+            e.kind(),
+            format!("{}: sending DHCPRELEASE to {to}: {e}", settings.device),
+        )
+    })?;
+    Ok(Some(lease.address))
 }
 
 /// Keeps `lease` (obtained at `obtained`) alive for good: renews at T1, rebinds at T2, and
@@ -371,13 +420,14 @@ pub fn keep_renewed(
                     l.address,
                     l.lease_secs.map_or("infinite".to_string(), |s| s.to_string())
                 ));
-                if l.dns_servers != lease.dns_servers {
+                if l.dns_servers != lease.dns_servers || l.router != lease.router {
                     if let Err(e) = apply(&settings, &l, &resolv_conf) {
                         log(format!("{}: {e}", settings.device));
                     }
                 }
                 lease = l;
                 obtained = at;
+                hold(&settings, &lease);
             }
             _ => {
                 // The old address stays on the link: containers keep working if the new
@@ -388,7 +438,9 @@ pub fn keep_renewed(
                 ));
                 loop {
                     let started = Instant::now();
-                    match acquire(&settings).and_then(|l| apply(&settings, &l, &resolv_conf).map(|()| l)) {
+                    match acquire(&settings)
+                        .and_then(|l| switch(&settings, &lease, &l, &resolv_conf).map(|()| l))
+                    {
                         Ok(l) => {
                             log(format!(
                                 "{}: new lease {}/{}",
@@ -396,6 +448,7 @@ pub fn keep_renewed(
                             ));
                             lease = l;
                             obtained = started;
+                            hold(&settings, &lease);
                             break;
                         }
                         Err(e) => log(format!("{}: {e}", settings.device)),

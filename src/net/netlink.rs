@@ -238,6 +238,23 @@ impl Netlink {
         )
     }
 
+    pub fn del_addr_v4(&mut self, name: &str, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
+        let index = self.index(name)?;
+        self.ack(
+            wire::del_addr_v4(index, addr, prefix),
+            &format!("removing address {addr}/{prefix} from {name}"),
+        )
+    }
+
+    /// The default route via `gateway` out of `via`, replacing any other default route.
+    pub fn set_default_route_v4(&mut self, gateway: Ipv4Addr, via: &str) -> io::Result<()> {
+        let index = self.index(via)?;
+        self.ack(
+            wire::replace_default_route_v4(gateway, index),
+            &format!("setting default route via {gateway} dev {via}"),
+        )
+    }
+
     pub fn add_default_route_v4(&mut self, gateway: Ipv4Addr, via: &str) -> io::Result<()> {
         let index = self.index(via)?;
         self.ack(

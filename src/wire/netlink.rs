@@ -16,12 +16,14 @@ pub const RTM_NEWLINK: u16 = 16;
 pub const RTM_DELLINK: u16 = 17;
 pub const RTM_GETLINK: u16 = 18;
 pub const RTM_NEWADDR: u16 = 20;
+pub const RTM_DELADDR: u16 = 21;
 pub const RTM_GETADDR: u16 = 22;
 pub const RTM_NEWROUTE: u16 = 24;
 
 pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_MULTI: u16 = 0x2;
 pub const NLM_F_ACK: u16 = 0x4;
+pub const NLM_F_REPLACE: u16 = 0x100;
 pub const NLM_F_EXCL: u16 = 0x200;
 pub const NLM_F_CREATE: u16 = 0x400;
 pub const NLM_F_DUMP: u16 = 0x300;
@@ -281,12 +283,27 @@ pub fn parse_addr_v4(payload: &[u8]) -> Result<Option<(u32, Ipv4Addr, u8)>, Netl
 
 /// RTM_NEWADDR adding `addr/prefix` (with its broadcast) to link `index`.
 pub fn add_addr_v4(index: u32, addr: Ipv4Addr, prefix: u8) -> Request {
+    addr_v4(
+        RTM_NEWADDR,
+        NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        index,
+        addr,
+        prefix,
+    )
+}
+
+/// RTM_DELADDR of an address [`add_addr_v4`] added.
+pub fn del_addr_v4(index: u32, addr: Ipv4Addr, prefix: u8) -> Request {
+    addr_v4(RTM_DELADDR, NLM_F_ACK, index, addr, prefix)
+}
+
+fn addr_v4(msg_type: u16, flags: u16, index: u32, addr: Ipv4Addr, prefix: u8) -> Request {
     let mut fixed = [0u8; 8];
     fixed[0] = AF_INET;
     fixed[1] = prefix;
     fixed[3] = RT_SCOPE_UNIVERSE;
     fixed[4..8].copy_from_slice(&index.to_ne_bytes());
-    let mut r = Request::new(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, &fixed);
+    let mut r = Request::new(msg_type, flags, &fixed);
     r.attr(IFA_LOCAL, &addr.octets());
     r.attr(IFA_ADDRESS, &addr.octets());
     if prefix < 31 {
@@ -299,6 +316,15 @@ pub fn add_addr_v4(index: u32, addr: Ipv4Addr, prefix: u8) -> Request {
 
 /// RTM_NEWROUTE (`struct rtmsg`, 12 bytes) adding the IPv4 default route via `gateway` out of link `oif`.
 pub fn add_default_route_v4(gateway: Ipv4Addr, oif: u32) -> Request {
+    default_route_v4(NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, gateway, oif)
+}
+
+/// The same, replacing a default route that exists (a DHCP lease naming a new router).
+pub fn replace_default_route_v4(gateway: Ipv4Addr, oif: u32) -> Request {
+    default_route_v4(NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, gateway, oif)
+}
+
+fn default_route_v4(flags: u16, gateway: Ipv4Addr, oif: u32) -> Request {
     let fixed = [
         AF_INET,
         0,
@@ -314,7 +340,7 @@ pub fn add_default_route_v4(gateway: Ipv4Addr, oif: u32) -> Request {
         0,
         0,
     ];
-    let mut r = Request::new(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, &fixed);
+    let mut r = Request::new(RTM_NEWROUTE, flags, &fixed);
     r.attr(RTA_GATEWAY, &gateway.octets());
     r.attr(RTA_OIF, &oif.to_ne_bytes());
     r
