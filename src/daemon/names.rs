@@ -73,17 +73,17 @@ pub fn validate(name: &str) -> Result<&str, String> {
     }
 }
 
-/// A new 64-hex-character ID from the OS's entropy.
+/// A new 64-hex-character ID.
 pub fn new_id() -> std::io::Result<String> {
     let mut buf = [0u8; 32];
-    rustix::rand::getrandom(&mut buf, rustix::rand::GetRandomFlags::empty())?;
+    crate::sys::fill_id_bytes(&mut buf)?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// 64 random bits for name generation.
 pub fn random_u64() -> u64 {
     let mut buf = [0u8; 8];
-    let _ = rustix::rand::getrandom(&mut buf, rustix::rand::GetRandomFlags::empty());
+    let _ = crate::sys::fill_id_bytes(&mut buf);
     u64::from_le_bytes(buf)
 }
 

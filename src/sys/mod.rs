@@ -819,3 +819,25 @@ pub fn attach_device_program(cgroup: &Path, insns: &[u64]) -> io::Result<()> {
     check(ret as libc::c_int)?;
     Ok(())
 }
+
+/// Fills `buf` with random bytes for identifiers (container, network and volume IDs,
+/// generated names): unique, not secret. GRND_INSECURE does not wait for the kernel's pool to
+/// be seeded, which on a board that has just booted takes a second or more; kernels before
+/// 5.6 refuse the flag, and then the waiting call is used. Secrets (tokens, keys) must use
+/// the waiting call.
+pub fn fill_id_bytes(buf: &mut [u8]) -> io::Result<()> {
+    use rustix::rand::{getrandom, GetRandomFlags};
+    let mut filled = 0;
+    let mut flags = GetRandomFlags::INSECURE;
+    while filled < buf.len() {
+        match getrandom(&mut buf[filled..], flags) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INVAL) if flags == GetRandomFlags::INSECURE => {
+                flags = GetRandomFlags::empty();
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(io::Error::from_raw_os_error(e.raw_os_error())),
+        }
+    }
+    Ok(())
+}
