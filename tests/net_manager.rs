@@ -129,6 +129,7 @@ fn networks_dns_isolation_restart_cleanup() {
 
     let mut nm = open(&lab, &lab_ns, vec![silent, refused, good]);
     nm.ensure_default(None).unwrap();
+    nm.restore().unwrap();
     let front = nm
         .create(
             "front",

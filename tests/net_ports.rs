@@ -141,6 +141,7 @@ fn published_ports_from_lan_and_localhost() {
     };
     let mut nm = NetworkManager::open_with(&lab.state_dir, config()).unwrap();
     nm.ensure_default(None).unwrap();
+    nm.restore().unwrap();
     // A subnet the board is already on is refused; without --subnet a free one is picked.
     let lan_clash = shoal::net::NetworkOptions {
         subnet: Some("192.168.0.0/16".into()),
@@ -358,6 +359,7 @@ fn published_ports_through_userland_proxy() {
     let mut nm = NetworkManager::open_with(&lab.state_dir, config).unwrap();
     // --bip given as a bare network: the gateway is its first host.
     nm.ensure_default(Some("10.99.0.0/24")).unwrap();
+    nm.restore().unwrap();
     let Netns::Path(c1_path) = c1_ns.clone() else {
         unreachable!()
     };

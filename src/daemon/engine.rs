@@ -148,7 +148,9 @@ impl Engine {
             });
         }
         net.ensure_default(config.bip.as_deref())?;
-        net.restore()?;
+        // The kernel side (bridges, DNS listeners, rules) is restored on first use of the
+        // manager, see `Engine::net`, so the API is up before the bridge and nf_tables
+        // modules have loaded on a board that has just booted.
         let volumes = super::volumes::VolumeStore::open(&config.root.join("volumes"))?;
         let engine = Arc::new(Engine {
             config,

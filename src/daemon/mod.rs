@@ -132,6 +132,7 @@ pub fn main(args: &[String]) -> i32 {
 }
 
 fn run(args: Settings) -> Result<(), String> {
+    let started = std::time::Instant::now();
     logger::init(&args.log_level)?;
     if args.cgroup_parent.contains("..")
         || args.cgroup_parent.starts_with('/') && args.cgroup_parent.len() == 1
@@ -150,7 +151,14 @@ fn run(args: Settings) -> Result<(), String> {
     let engine =
         Engine::open(config).map_err(|e| format!("opening state in {}: {e}", args.root.display()))?;
     let listener = crate::api::bind(&args.socket).map_err(|e| e.to_string())?;
+    // Containers to restart restore the networks first; otherwise networks come back in the
+    // background, and requests that need them wait for it.
     engine.recover();
+    let warm = engine.clone();
+    std::thread::Builder::new()
+        .name("net-restore".into())
+        .spawn(move || drop(warm.net()))
+        .map_err(|e| format!("starting the network restore thread: {e}"))?;
     if let Some(addr) = &args.admin_addr {
         let bound = crate::admin::start(
             engine.clone(),
@@ -175,8 +183,9 @@ fn run(args: Settings) -> Result<(), String> {
         log::warn!("{e}");
     }
     log::info!(
-        "shoal {} ready: API on unix://{}, state in {}",
+        "shoal {} ready in {} ms: API on unix://{}, state in {}",
         env!("CARGO_PKG_VERSION"),
+        started.elapsed().as_millis(),
         args.socket.display(),
         args.root.display()
     );

@@ -181,7 +181,20 @@ pub struct EtcNet {
 }
 
 impl Engine {
+    /// The network manager, its bridges, DNS listeners and rules in place (restored on the
+    /// first call after start; a failure is logged and retried on the next call).
     pub fn net(&self) -> std::sync::MutexGuard<'_, NetworkManager> {
+        let mut net = self.net_records();
+        if !net.is_restored() {
+            if let Err(e) = net.restore() {
+                log::error!("{e}");
+            }
+        }
+        net
+    }
+
+    /// The network manager as persisted, without waiting for its kernel side.
+    fn net_records(&self) -> std::sync::MutexGuard<'_, NetworkManager> {
         // A panic while holding the manager leaves its persisted state whole; keep going.
         self.net.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -307,7 +320,8 @@ impl Engine {
     /// At start-up: give back endpoints and ports of containers that no longer exist (a
     /// record lost to a power cut, a directory removed by hand), so their addresses return.
     pub fn forget_unknown_endpoints(&self, known: &[String]) {
-        let mut net = self.net();
+        // Only records are read here; the kernel side is restored when there is work to do.
+        let net = self.net_records();
         let mut owners: Vec<String> = Vec::new();
         for info in net.list() {
             if let Ok(v) = net.inspect(&info.id) {
@@ -321,7 +335,13 @@ impl Engine {
         }
         owners.sort();
         owners.dedup();
-        for id in owners.iter().filter(|id| !known.contains(id)) {
+        owners.retain(|id| !known.contains(id));
+        if owners.is_empty() {
+            return;
+        }
+        drop(net);
+        let mut net = self.net();
+        for id in &owners {
             log::info!(
                 "releasing the network endpoints of vanished container {}",
                 short(id)

@@ -227,6 +227,8 @@ pub struct NetworkManager {
     proxy: Option<proxy::Proxy>,
     /// Whether the kernel took a rule set yet (None: not tried).
     nft_works: Option<bool>,
+    /// Whether [`NetworkManager::restore`] has put the kernel side in place.
+    restored: bool,
 }
 
 fn err(kind: io::ErrorKind, msg: String) -> io::Error {
@@ -235,11 +237,7 @@ fn err(kind: io::ErrorKind, msg: String) -> io::Error {
 
 fn random_hex(bytes: usize) -> io::Result<String> {
     let mut buf = vec![0u8; bytes];
-    let mut filled = 0;
-    while filled < bytes {
-        filled += rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty())
-            .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))?;
-    }
+    crate::sys::fill_id_bytes(&mut buf)?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -292,8 +290,6 @@ impl NetworkManager {
             }
         }
         let nl = Netlink::open(&config.host)?;
-        // A kernel without nfnetlink gets the userland proxy from the first port on.
-        let nft_works = (config.firewall && !firewall::available(&config.host)).then_some(false);
         Ok(NetworkManager {
             state_path,
             ephemeral_path,
@@ -306,7 +302,8 @@ impl NetworkManager {
             reservations: BTreeMap::new(),
             proxy: None,
             reaper: None,
-            nft_works,
+            nft_works: None,
+            restored: false,
         })
     }
 
@@ -674,7 +671,8 @@ impl NetworkManager {
     }
 
     /// Make sure the predefined networks exist: `bridge` (on `shoal0`, subnet from `bip`,
-    /// default 172.30.0.1/16), `host` and `none`. Brings the default bridge up.
+    /// default 172.30.0.1/16), `host` and `none`, as records: [`NetworkManager::restore`] brings
+    /// the bridge up.
     pub fn ensure_default(&mut self, bip: Option<&str>) -> io::Result<()> {
         for (name, driver) in [("host", "host"), ("none", "null")] {
             if self.find(name).is_err() {
@@ -718,11 +716,7 @@ impl NetworkManager {
                 endpoints: BTreeMap::new(),
             });
         }
-        self.persist()?;
-        let i = self.find(DEFAULT_NETWORK)?;
-        self.bring_up_bridge(i)?;
-        self.start_dns_for(i)?;
-        self.apply_firewall()
+        self.persist()
     }
 
     /// Subnets of the addresses the board has on interfaces that are not shoal's bridges.
@@ -1279,6 +1273,10 @@ impl NetworkManager {
     /// running containers back on them), the DNS listeners, names, held ports and rules.
     /// Allocations are kept as persisted.
     pub fn restore(&mut self) -> io::Result<()> {
+        // A kernel without nfnetlink gets the userland proxy from the first port on.
+        if self.nft_works.is_none() && self.config.firewall && !firewall::available(&self.config.host) {
+            self.nft_works = Some(false);
+        }
         for i in 0..self.state.networks.len() {
             let name = self.state.networks[i].name.clone();
             self.bring_up_bridge(i)
@@ -1313,7 +1311,14 @@ impl NetworkManager {
                 );
             }
         }
-        self.apply_firewall()
+        self.apply_firewall()?;
+        self.restored = true;
+        Ok(())
+    }
+
+    /// Whether [`NetworkManager::restore`] has succeeded since the manager was opened.
+    pub fn is_restored(&self) -> bool {
+        self.restored
     }
 
     /// On daemon stop: stop the DNS server. Bridges, veths and rules stay, since containers
