@@ -74,19 +74,27 @@ cp "$repo/rootfs/etc/shoal/config.toml" "$tree/etc/shoal/config.toml"
 cp "$repo/rootfs/etc/init.d/S60shoal" "$tree/etc/init.d/S60shoal"
 mknod -m 600 "$tree/dev/console" c 5 1
 mknod -m 666 "$tree/dev/null" c 1 3
-: > "$tree/etc/shoal/modules"
-# modprobe's order includes soft dependencies (libcrc32c needs crc32c first), which
-# modules.dep lacks: the list init loads is that order, one module per line.
-for m in $(sed 's/#.*//' "$bdir/modules"); do
-    modprobe -d "$kroot" -S "$kver" --show-depends "$m" | while read -r kind path _; do
-        [ "$kind" = insmod ] || continue
-        rel=${path#"$kroot/lib/modules/$kver/"}
-        mkdir -p "$tree/lib/modules/$kver/$(dirname "$rel")"
-        cp "$path" "$tree/lib/modules/$kver/$rel"
-        name=$(basename "$rel" | sed 's/\.ko.*//')
-        grep -qx "$name" "$tree/etc/shoal/modules" || echo "$name" >> "$tree/etc/shoal/modules"
+# Two lists: the board's drivers, loaded by init before the network comes up, and the
+# container features (board/common/modules.preload), which the kernel asks for on first use
+# through /sbin/modprobe (shoal) and init loads in the background once the daemon is ready.
+# Each module is copied with everything modprobe would load with it (soft dependencies
+# included: libcrc32c wants crc32c); depmod below writes the alias and softdep tables.
+copy_modules() { # LIST_FILE OUT_LIST
+    : > "$2"
+    for m in $(sed 's/#.*//' "$1"); do
+        modprobe -d "$kroot" -S "$kver" --show-depends "$m" | while read -r kind path _; do
+            [ "$kind" = insmod ] || continue
+            rel=${path#"$kroot/lib/modules/$kver/"}
+            mkdir -p "$tree/lib/modules/$kver/$(dirname "$rel")"
+            cp "$path" "$tree/lib/modules/$kver/$rel"
+        done
+        echo "$m" >> "$2"
     done
-done
+}
+copy_modules "$bdir/modules" "$tree/etc/shoal/modules"
+copy_modules "$repo/board/common/modules.preload" "$tree/etc/shoal/modules.preload"
+mkdir -p "$tree/sbin"
+ln -s ../usr/bin/shoal "$tree/sbin/modprobe"
 cp "$kroot/lib/modules/$kver/modules.builtin" "$kroot/lib/modules/$kver/modules.builtin.modinfo" "$kroot/lib/modules/$kver/modules.order" "$tree/lib/modules/$kver/"
 depmod -b "$tree" "$kver"
 # The busybox image: Debian's static busybox for the board's CPU, as a root file system tar
@@ -105,7 +113,7 @@ dpkg -x "$bbdeb" "$bbx"
 BUSYBOX=$bbx/bin/busybox APPLETS="$(busybox --list)" sh "$repo/board/common/busybox-rootfs.sh" \
     "$tree/usr/share/shoal/images/busybox.rootfs.tar"
 if [ "${BUSYBOX_INIT:-0}" = 1 ]; then
-    mkdir -p "$tree/bin" "$tree/sbin" "$tree/var/log"
+    mkdir -p "$tree/bin" "$tree/var/log"
     cp "$bbx/bin/busybox" "$tree/bin/busybox"
     for applet in $(busybox --list); do
         [ -e "$tree/bin/$applet" ] || ln -s busybox "$tree/bin/$applet"

@@ -197,7 +197,7 @@ fn aarch64_board_is_configured_by_dhcp() {
     assert!(off, "board21 did not power off\n{text}\n---- dnsmasq ----\n{log}");
     for needle in [
         "eth0: DHCP 10.77.0.21/24 gateway Some(10.77.0.1)",
-        "host board21,",
+        "host board21 (from DHCP)",
         "board21-reaches-gateway",
         "board21-has-dns",
     ] {
@@ -270,7 +270,7 @@ fn three_boards_reach_each_other_on_a_bridge_inside_a_test_namespace() {
         );
         for needle in [
             format!("eth0: DHCP 10.77.0.{n}/24 gateway Some(10.77.0.1)"),
-            format!("host board{n},"),
+            format!("host board{n} (from DHCP)"),
             format!("board{n}-has-dns"),
         ] {
             assert!(

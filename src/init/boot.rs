@@ -165,33 +165,27 @@ pub fn set_hostname(name: &str) -> Result<(), String> {
     rustix::system::sethostname(name.as_bytes()).map_err(|e| format!("setting host name {name:?}: {e}"))
 }
 
-/// Loads the modules named in `list_file` (one per line, `#` comments) with their
-/// dependencies, resolved through modules.dep under `moddir`. Returns (loaded, errors).
-pub fn load_modules(list_file: &Path, moddir: &Path) -> (usize, Vec<String>) {
-    let list = match fs::read_to_string(list_file) {
-        Ok(t) => t,
-        Err(_) => return (0, Vec::new()),
-    };
-    let dep_text = fs::read_to_string(moddir.join("modules.dep")).unwrap_or_default();
-    let deps = super::modules::parse_modules_dep(&dep_text);
-    let wanted: Vec<&str> = list
+/// Loads the modules named in `list_file` (one name or alias per line, `#` comments) with
+/// their dependencies from `dir`. Returns (modules loaded, errors); a missing list is empty.
+pub fn load_modules(list_file: &Path, dir: &super::modprobe::ModuleDir) -> (usize, Vec<String>) {
+    let list = fs::read_to_string(list_file).unwrap_or_default();
+    let mut loaded = 0;
+    let mut errors = Vec::new();
+    for name in list
         .lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())
         .filter(|l| !l.is_empty())
-        .collect();
-    let (order, mut errors) = super::modules::load_order(&deps, &wanted);
-    let mut loaded = 0;
-    for rel in order {
-        let path = moddir.join(&rel);
-        match load_one(&path) {
-            Ok(()) => loaded += 1,
+    {
+        match dir.load(name) {
+            Ok(n) => loaded += n,
             Err(e) => errors.push(e),
         }
     }
     (loaded, errors)
 }
 
-fn load_one(path: &Path) -> Result<(), String> {
+/// Loads one module file; `Ok(false)` when the kernel already had it.
+pub fn load_one(path: &Path) -> Result<bool, String> {
     let file = fs::File::open(path).map_err(|e| format!("opening module {}: {e}", path.display()))?;
     let name = path.to_string_lossy();
     // Compressed modules are handed to the kernel to decompress (MODULE_INIT_COMPRESSED_FILE).
@@ -201,9 +195,10 @@ fn load_one(path: &Path) -> Result<(), String> {
         0
     };
     match rustix::system::finit_module(&file, c"", flags) {
+        Ok(()) => Ok(true),
         // EXIST: already loaded or built in. NODEV: a driver for hardware this board lacks
         // (e.g. crc32c-intel on a CPU without SSE4.2); nothing to do.
-        Ok(()) | Err(rustix::io::Errno::EXIST) | Err(rustix::io::Errno::NODEV) => Ok(()),
+        Err(rustix::io::Errno::EXIST) | Err(rustix::io::Errno::NODEV) => Ok(false),
         Err(e) => Err(format!("loading module {}: {e}", path.display())),
     }
 }

@@ -1,8 +1,9 @@
 //! `shoal init`: shoal as PID 1 of a firmware image (or installed as /init).
 //!
 //! Start-up, in order: API file systems; "/" made a bind mount of the initramfs (so container
-//! runtimes can pivot_root); cgroups (v2 when offered); kernel modules from
-//! /etc/shoal/modules; lo and the LAN interface (static `ip=`, or `ip=dhcp`: a lease within
+//! runtimes can pivot_root); cgroups (v2 when offered); the kernel modules boot needs, from
+//! /etc/shoal/modules (the rest load on first use through `modprobe`, this binary, or from
+//! /etc/shoal/modules.preload once the daemon is ready); lo and the LAN interface (static `ip=`, or `ip=dhcp`: a lease within
 //! 20 s, else keep asking in the background; renewed at T1 by a thread); host name; the state
 //! partition (`shoal.data=`) or a tmpfs; then `shoal daemon` (this same binary), restarted
 //! with back-off whenever it dies. A helper process loads the baked-in images at first boot
@@ -19,6 +20,7 @@ pub mod check_config;
 pub mod cmdline;
 pub mod config;
 pub mod dhcp;
+pub mod modprobe;
 pub mod modules;
 pub mod net;
 pub mod notify;
@@ -33,8 +35,14 @@ use crate::wire::dhcp as wire_dhcp;
 use cmdline::{AfterAutorun, BootParams, IpConfig};
 use config::FileConfig;
 
+/// Modules needed before anything else (the LAN and disk drivers).
 const MODULE_LIST: &str = "/etc/shoal/modules";
+/// Modules the kernel would load on first use anyway (overlay, bridge, nf_tables, ...):
+/// loaded once the daemon is ready, so the first container does not wait for them.
+const PRELOAD_LIST: &str = "/etc/shoal/modules.preload";
 const SWITCHED_ENV: &str = "SHOAL_INIT_SWITCHED";
+/// Created once the LAN is configured (or given up on).
+const LAN_DONE: &str = "/run/shoal-lan-done";
 
 macro_rules! say {
     ($($arg:tt)*) => { eprintln!("shoal-init: {}", format!($($arg)*)) };
@@ -216,28 +224,10 @@ fn pid1() -> i32 {
         say!("{e}; using the defaults");
         FileConfig::default()
     });
-    let release = rustix::system::uname().release().to_string_lossy().into_owned();
-    let started = Instant::now();
-    let (loaded, errors) =
-        boot::load_modules(Path::new(MODULE_LIST), &Path::new("/lib/modules").join(&release));
-    for e in errors {
-        say!("{e}");
-    }
-    if loaded > 0 {
-        say!(
-            "loaded {loaded} kernel modules in {} ms",
-            started.elapsed().as_millis()
-        );
-    }
     // Names given on the command line or in the config win over the DHCP server's.
     let chosen = params.hostname.clone().or_else(|| config.hostname.clone());
-    let lease = bring_up_network(&params, chosen.clone());
     let hostname = chosen
-        .or_else(|| {
-            lease
-                .and_then(|l| l.hostname)
-                .filter(|h| wire_dhcp::is_valid_hostname(h))
-        })
+        .clone()
         .or_else(|| {
             std::fs::read_to_string("/etc/hostname")
                 .ok()
@@ -248,6 +238,10 @@ fn pid1() -> i32 {
     if let Err(e) = boot::set_hostname(&hostname) {
         say!("{e}");
     }
+    // Drivers and the LAN come up beside the daemon's start: the daemon needs neither (its
+    // bridges and rules do not need the uplink), and a DHCP server may take seconds.
+    let lan_params = params.clone();
+    std::thread::spawn(move || bring_up_lan(&lan_params, chosen));
     let data_device = params.data_device.clone().or_else(|| config.data_device.clone());
     let root = config.root.display().to_string();
     match boot::mount_state(data_device.as_deref(), &root) {
@@ -264,6 +258,35 @@ fn pid1() -> i32 {
         uptime()
     );
     supervise(&signals, &config)
+}
+
+/// The board's drivers, then lo and the LAN; a host name from DHCP when none was chosen.
+/// Ends by creating [`LAN_DONE`], which the first-boot helper waits for before autorun.
+fn bring_up_lan(params: &BootParams, chosen: Option<String>) {
+    let started = Instant::now();
+    let (loaded, errors) = boot::load_modules(Path::new(MODULE_LIST), &modprobe::ModuleDir::running());
+    for e in errors {
+        say!("{e}");
+    }
+    if loaded > 0 {
+        say!(
+            "loaded {loaded} kernel modules in {} ms",
+            started.elapsed().as_millis()
+        );
+    }
+    let lease = bring_up_network(params, chosen.clone());
+    let offered = lease
+        .and_then(|l| l.hostname)
+        .filter(|h| wire_dhcp::is_valid_hostname(h));
+    if let (None, Some(name)) = (chosen, offered) {
+        match boot::set_hostname(&name) {
+            Ok(()) => say!("host {name} (from DHCP)"),
+            Err(e) => say!("{e}"),
+        }
+    }
+    if let Err(e) = std::fs::write(LAN_DONE, b"") {
+        say!("{LAN_DONE}: {e}");
+    }
 }
 
 const RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -298,6 +321,7 @@ fn bring_up_network(params: &BootParams, hostname: Option<String>) -> Option<wir
                         lease.server,
                         started.elapsed().as_millis()
                     );
+                    dhcp::hold(&settings, &lease);
                     let (l, resolv) = (lease.clone(), PathBuf::from(RESOLV_CONF));
                     std::thread::spawn(move || {
                         dhcp::keep_renewed(settings, l, started, resolv, |m| say!("{m}"))
@@ -315,6 +339,7 @@ fn bring_up_network(params: &BootParams, hostname: Option<String>) -> Option<wir
                         match got {
                             Ok(lease) => {
                                 say!("{dev}: DHCP {}/{} (late)", lease.address, lease.prefix_len);
+                                dhcp::hold(&settings, &lease);
                                 let resolv = PathBuf::from(RESOLV_CONF);
                                 dhcp::keep_renewed(settings, lease, started, resolv, |m| say!("{m}"));
                                 return;
@@ -415,12 +440,32 @@ fn firstboot() -> i32 {
             );
             return 1;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // A refused connect costs microseconds; polling often keeps the reported time true.
+        std::thread::sleep(Duration::from_millis(5));
     }
     say!("daemon ready at {} s since kernel start", uptime());
+    let preload = std::thread::spawn(|| {
+        let started = Instant::now();
+        let (loaded, errors) = boot::load_modules(Path::new(PRELOAD_LIST), &modprobe::ModuleDir::running());
+        for e in errors {
+            say!("{e}");
+        }
+        if loaded > 0 {
+            say!(
+                "preloaded {loaded} kernel modules in {} ms",
+                started.elapsed().as_millis()
+            );
+        }
+    });
     let host = format!("unix://{}", config.socket.display());
     preload_images(&config, &host);
+    // Autorun commands may need the LAN (pulls, peers): wait for init's LAN set-up.
+    let waiting = Instant::now();
+    while !Path::new(LAN_DONE).exists() && waiting.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     if params.autorun.is_empty() {
+        let _ = preload.join();
         return 0;
     }
     for words in &params.autorun {
@@ -435,9 +480,8 @@ fn firstboot() -> i32 {
             Err(e) => say!("autorun: {e}"),
         }
     }
-    if !params.autorun.is_empty() {
-        report_rss();
-    }
+    let _ = preload.join();
+    report_rss();
     match params.after_autorun {
         AfterAutorun::Stay => 0,
         AfterAutorun::PowerOff => request(Shutdown::PowerOff),
@@ -533,6 +577,11 @@ fn shut_down(kind: Shutdown, daemon: Option<i32>, config: &FileConfig) -> ! {
     // SAFETY: as above.
     unsafe { libc::kill(-1, libc::SIGKILL) };
     wait_for_exit(None, Duration::from_millis(500));
+    match dhcp::release_held() {
+        Ok(Some(addr)) => say!("released the DHCP lease of {addr}"),
+        Ok(None) => {}
+        Err(e) => say!("{e}"),
+    }
     rustix::fs::sync();
     let root = config.root.display().to_string();
     if let Err(e) = rustix::mount::mount_remount(root.as_str(), rustix::mount::MountFlags::RDONLY, "") {
