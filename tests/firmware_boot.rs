@@ -144,6 +144,12 @@ fn aarch64_firmware_runs_a_memory_limited_container_and_powers_off() {
     check_board("qemu/aarch64-virt", 256);
 }
 
+/// 32-bit ARM: the armv7 binary as PID 1 on Debian's multiplatform ARMv7 kernel.
+#[test]
+fn armv7_firmware_runs_a_memory_limited_container_and_powers_off() {
+    check_board("qemu/armv7-virt", 256);
+}
+
 #[test]
 fn x86_64_firmware_works_in_128_mib() {
     check_board("qemu/x86_64", 128);

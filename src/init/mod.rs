@@ -260,20 +260,25 @@ fn pid1() -> i32 {
     supervise(&signals, &config)
 }
 
-/// The board's drivers, then lo and the LAN; a host name from DHCP when none was chosen.
-/// Ends by creating [`LAN_DONE`], which the first-boot helper waits for before autorun.
-fn bring_up_lan(params: &BootParams, chosen: Option<String>) {
+/// Loads the modules of `list` and says how many and how long (`verb`: "loaded").
+fn load_module_list(list: &str, verb: &str) {
     let started = Instant::now();
-    let (loaded, errors) = boot::load_modules(Path::new(MODULE_LIST), &modprobe::ModuleDir::running());
+    let (loaded, errors) = boot::load_modules(Path::new(list), &modprobe::ModuleDir::running());
     for e in errors {
         say!("{e}");
     }
     if loaded > 0 {
         say!(
-            "loaded {loaded} kernel modules in {} ms",
+            "{verb} {loaded} kernel modules in {} ms",
             started.elapsed().as_millis()
         );
     }
+}
+
+/// The board's drivers, then lo and the LAN; a host name from DHCP when none was chosen.
+/// Ends by creating [`LAN_DONE`], which the first-boot helper waits for before autorun.
+fn bring_up_lan(params: &BootParams, chosen: Option<String>) {
+    load_module_list(MODULE_LIST, "loaded");
     let lease = bring_up_network(params, chosen.clone());
     let offered = lease
         .and_then(|l| l.hostname)
@@ -444,19 +449,7 @@ fn firstboot() -> i32 {
         std::thread::sleep(Duration::from_millis(5));
     }
     say!("daemon ready at {} s since kernel start", uptime());
-    let preload = std::thread::spawn(|| {
-        let started = Instant::now();
-        let (loaded, errors) = boot::load_modules(Path::new(PRELOAD_LIST), &modprobe::ModuleDir::running());
-        for e in errors {
-            say!("{e}");
-        }
-        if loaded > 0 {
-            say!(
-                "preloaded {loaded} kernel modules in {} ms",
-                started.elapsed().as_millis()
-            );
-        }
-    });
+    let preload = std::thread::spawn(|| load_module_list(PRELOAD_LIST, "preloaded"));
     let host = format!("unix://{}", config.socket.display());
     preload_images(&config, &host);
     // Autorun commands may need the LAN (pulls, peers): wait for init's LAN set-up.
