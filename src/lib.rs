@@ -16,6 +16,7 @@ pub mod init;
 pub mod net;
 pub mod raft;
 pub mod runtime;
+pub mod sort;
 pub mod storage;
 pub mod sys;
 pub mod timefmt;

@@ -172,7 +172,7 @@ pub fn containers(engine: &Engine, samples: &CpuSamples, with_stats: bool) -> Ve
         }
         rows.push((rec.created.clone(), row));
     }
-    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    crate::sort::sort_by(&mut rows, |a, b| b.0.cmp(&a.0));
     let rows: Vec<ContainerRow> = rows.into_iter().map(|r| r.1).collect();
     if with_stats {
         samples.retain(&rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>());
@@ -190,7 +190,9 @@ pub fn projects(rows: &[ContainerRow]) -> Vec<Project> {
     }
     by.into_iter()
         .map(|(name, mut containers)| {
-            containers.sort_by(|a, b| a.service.cmp(&b.service).then(a.name.cmp(&b.name)));
+            crate::sort::sort_by(&mut containers, |a, b| {
+                a.service.cmp(&b.service).then(a.name.cmp(&b.name))
+            });
             Project { name, containers }
         })
         .collect()

@@ -181,7 +181,7 @@ fn disk_usage(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> {
             row["SizeRootFs"] = json!(rw + image_size);
             rows.push((rec.created.clone(), row));
         }
-        rows.sort_by(|a, b| b.0.cmp(&a.0));
+        crate::sort::sort_by(&mut rows, |a, b| b.0.cmp(&a.0));
         body["Containers"] = Value::Array(rows.into_iter().map(|r| r.1).collect());
     }
     if want("volume") {

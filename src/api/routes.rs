@@ -380,7 +380,7 @@ fn list_containers(engine: &Arc<Engine>, req: &mut ApiRequest) -> ApiResult<()> 
         rows.push((rec.created.clone(), row));
     }
     // Newest first, as docker lists.
-    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    crate::sort::sort_by(&mut rows, |a, b| b.0.cmp(&a.0));
     let mut out: Vec<_> = rows.into_iter().map(|r| r.1).collect();
     if limit > 0 {
         out.truncate(limit as usize);

@@ -63,7 +63,7 @@ fn add_dir(
     let mut entries: Vec<_> = fs::read_dir(&dir)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?
         .collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
+    crate::sort::sort_by_key(&mut entries, |e| e.file_name());
     for e in entries {
         let name = e.file_name().to_string_lossy().into_owned();
         let r = if rel.is_empty() {

@@ -450,7 +450,7 @@ fn containers(client: &Client, project: &str, all: bool, oneoff: bool) -> Result
         .filter(|c| label(c, plan::LABEL_PROJECT) == project)
         .filter(|c| oneoff || label(c, plan::LABEL_ONEOFF) != "True")
         .collect();
-    out.sort_by_key(|c| {
+    crate::sort::sort_by_key(&mut out, |c| {
         (
             label(c, plan::LABEL_SERVICE),
             label(c, plan::LABEL_NUMBER).parse::<u32>().unwrap_or(0),

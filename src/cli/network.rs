@@ -424,7 +424,7 @@ pub fn run(client: &Client, command: NetCommand) -> Result<i32, String> {
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
-            list.sort_by(|a, b| a["Name"].as_str().cmp(&b["Name"].as_str()));
+            crate::sort::sort_by(&mut list, |a, b| a["Name"].as_str().cmp(&b["Name"].as_str()));
             let id = |n: &Value| {
                 let id = n["Id"].as_str().unwrap_or("").to_string();
                 if no_trunc {

@@ -222,7 +222,7 @@ pub fn run(client: &Client, command: VolCommand) -> Result<i32, String> {
                 .get_json(&format!("/volumes{}", filters_query(&filters)))
                 .map_err(api)?;
             let mut list = v["Volumes"].as_array().cloned().unwrap_or_default();
-            list.sort_by(|a, b| a["Name"].as_str().cmp(&b["Name"].as_str()));
+            crate::sort::sort_by(&mut list, |a, b| a["Name"].as_str().cmp(&b["Name"].as_str()));
             if quiet {
                 for v in &list {
                     println!("{}", v["Name"].as_str().unwrap_or(""));

@@ -467,7 +467,9 @@ pub fn image_volumes(volumes: &BTreeMap<String, serde_json::Value>) -> Result<Ve
 
 /// Parents before children (`/data` before `/data/cache`), so no mount hides another.
 pub fn sort_for_mounting(list: &mut [MountPoint]) {
-    list.sort_by_key(|m| m.destination.split('/').filter(|s| !s.is_empty()).count());
+    crate::sort::sort_by_key(list, |m| {
+        m.destination.split('/').filter(|s| !s.is_empty()).count()
+    });
 }
 
 /// A mount copied from another container for `--volumes-from`: its own volume or bind, the

@@ -252,7 +252,7 @@ impl Engine {
             _ => return Vec::new(),
         };
         let mut v: Vec<(String, EndpointSettings)> = rec.networks.clone().into_iter().collect();
-        v.sort_by_key(|(name, _)| name != &primary);
+        crate::sort::sort_by_key(&mut v, |(name, _)| name != &primary);
         v
     }
 

@@ -574,7 +574,9 @@ impl Unpacker {
     fn finish_dirs(&mut self) -> io::Result<()> {
         let mut dirs: Vec<(&String, &DirMeta)> = self.dirs.iter().collect();
         // Deepest first, so setting a child's times never disturbs an already-set parent.
-        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.matches('/').count() + usize::from(!p.is_empty())));
+        crate::sort::sort_by_key(&mut dirs, |(p, _)| {
+            std::cmp::Reverse(p.matches('/').count() + usize::from(!p.is_empty()))
+        });
         for (rel, meta) in dirs {
             let path = self.root.join(rel);
             match fs::symlink_metadata(&path) {

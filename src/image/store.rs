@@ -495,7 +495,9 @@ impl ImageStore {
                 }
             })
             .collect();
-        out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
+        crate::sort::sort_by(&mut out, |a, b| {
+            b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id))
+        });
         out
     }
 

@@ -91,7 +91,10 @@ async fn serve_udp(ex: Weak<smol::LocalExecutor<'static>>, sock: smol::net::UdpS
         let flow = match existing {
             Some(f) => f,
             None => {
-                let Ok(f) = smol::net::UdpSocket::bind(("0.0.0.0", 0)).await else {
+                // A SocketAddr, not ("0.0.0.0", 0): a host string would link glibc's
+                // getaddrinfo (NSS, static dlopen, its resolver: 135 KB of the binary).
+                let any = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
+                let Ok(f) = smol::net::UdpSocket::bind(any).await else {
                     continue;
                 };
                 if f.connect(target).await.is_err() {

@@ -193,7 +193,7 @@ fn rotated_files_oldest_first(dir: &Path) -> Vec<PathBuf> {
             Some((n, e.path()))
         })
         .collect();
-    numbered.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
+    crate::sort::sort_by_key(&mut numbered, |(n, _)| std::cmp::Reverse(*n));
     numbered.into_iter().map(|(_, p)| p).collect()
 }
 

@@ -381,7 +381,7 @@ fn walk_view(view: &RootfsView, comps: &mut Vec<String>, depth: usize, f: &mut d
 /// The contents of a source directory, under `dest`.
 fn add_tree(src: &Path, dest: &str, items: &mut Vec<Item>) -> io::Result<()> {
     let mut entries: Vec<_> = fs::read_dir(src)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
+    crate::sort::sort_by_key(&mut entries, |e| e.file_name());
     for e in entries {
         let name = e.file_name().to_string_lossy().into_owned();
         let path = e.path();
