@@ -200,12 +200,18 @@ fn aarch64_board_is_configured_by_dhcp() {
         "host board21 (from DHCP)",
         "board21-reaches-gateway",
         "board21-has-dns",
+        "released the DHCP lease of 10.77.0.21",
     ] {
         assert!(
             text.contains(needle),
             "console lacks {needle}\n{text}\n---- dnsmasq ----\n{log}"
         );
     }
+    // At power-off the lease is given back, and the server frees the address.
+    assert!(
+        log.contains("DHCPRELEASE(br0) 10.77.0.21"),
+        "no DHCPRELEASE\n{log}"
+    );
     if let Some(line) = text.lines().find(|l| l.contains("eth0: DHCP")) {
         eprintln!("aarch64: {}", line.trim());
     }

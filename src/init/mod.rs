@@ -57,6 +57,14 @@ pub enum Shutdown {
 
 /// `shoal init [poweroff|reboot|firstboot]`; returns the exit code (PID 1 never returns).
 pub fn main(args: &[String]) -> i32 {
+    if std::process::id() == 1 {
+        // The kernel hands init the command-line words it does not know itself ("single",
+        // a stray word of a broken quote): noted, never fatal, since PID 1 must not exit.
+        if !args.is_empty() {
+            eprintln!("shoal-init: ignoring arguments from the kernel: {args:?}");
+        }
+        return pid1();
+    }
     match args.first().map(String::as_str) {
         Some("poweroff") => request(Shutdown::PowerOff),
         Some("reboot") => request(Shutdown::Reboot),
@@ -69,7 +77,6 @@ pub fn main(args: &[String]) -> i32 {
             );
             0
         }
-        None if std::process::id() == 1 => pid1(),
         None => {
             eprintln!(
                 "shoal init: not PID 1 (use 'shoal init poweroff' or 'shoal init reboot' to ask PID 1)"
