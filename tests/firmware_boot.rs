@@ -119,6 +119,12 @@ fn check_board(board: &str, mem_mib: u32) {
     ] {
         assert!(text.contains(needle), "console lacks {needle:?}\n{}", shown());
     }
+    // The daemon brings its bridge and rules up right after it is ready, before init's
+    // background preload: the kernel loads bridge and nf_tables through /sbin/modprobe
+    // (shoal), and a failure there would show as an error restoring the network.
+    for bad in ["restoring network", "modprobe:", "not in modules.dep"] {
+        assert!(!text.contains(bad), "console has {bad:?}\n{}", shown());
+    }
     // The 32 MiB container must not have written 48 MiB: dd is killed (or fails), or the
     // whole container is OOM-killed before it can report success.
     assert!(

@@ -137,7 +137,7 @@ pub fn root_is_initramfs() -> bool {
 
 /// Makes "/" a bind mount of the initramfs instead of the initramfs itself (as switch_root
 /// would, without copying a byte): the bind mount has a parent mount, so pivot_root(2) in a
-/// container's mount namespace is allowed. The caller then re-executes init.
+/// container's mount namespace is allowed. The calling process ends up in the new root.
 pub fn leave_initramfs(new_root: &str) -> Result<(), String> {
     for api in ["/proc", "/sys", "/dev", "/run", "/tmp"] {
         let _ = rustix::mount::unmount(api, rustix::mount::UnmountFlags::DETACH);

@@ -40,7 +40,6 @@ const MODULE_LIST: &str = "/etc/shoal/modules";
 /// Modules the kernel would load on first use anyway (overlay, bridge, nf_tables, ...):
 /// loaded once the daemon is ready, so the first container does not wait for them.
 const PRELOAD_LIST: &str = "/etc/shoal/modules.preload";
-const SWITCHED_ENV: &str = "SHOAL_INIT_SWITCHED";
 /// Created once the LAN is configured (or given up on).
 const LAN_DONE: &str = "/run/shoal-lan-done";
 
@@ -195,23 +194,12 @@ fn pid1() -> i32 {
     for e in boot::mount_api_filesystems() {
         say!("{e}");
     }
-    if std::env::var_os(SWITCHED_ENV).is_none() {
-        say!("kernel started init at {} s", uptime());
-    }
-    if std::env::var_os(SWITCHED_ENV).is_none() && boot::root_is_initramfs() {
-        match boot::leave_initramfs("/.shoal-root") {
-            Ok(()) => {
-                let exe = std::env::args()
-                    .next()
-                    .filter(|a| a.starts_with('/'))
-                    .unwrap_or_else(|| "/init".into());
-                let err = Command::new(&exe)
-                    .env(SWITCHED_ENV, "1")
-                    .args(std::env::args().skip(1))
-                    .exec();
-                say!("re-executing {exe} in the new root: {err}");
-            }
-            Err(e) => say!("leaving the initramfs: {e} (containers may fail to pivot_root)"),
+    say!("kernel started init at {} s", uptime());
+    if boot::root_is_initramfs() {
+        // In place, no re-exec: PID 1 continues in the new root, and everything it starts
+        // runs from there.
+        if let Err(e) = boot::leave_initramfs("/.shoal-root") {
+            say!("leaving the initramfs: {e} (containers may fail to pivot_root)");
         }
         for e in boot::mount_api_filesystems() {
             say!("{e}");
