@@ -1,19 +1,21 @@
 //! `shoal init`: shoal as PID 1 of a firmware image (or installed as /init).
 //!
-//! Start-up, in order: API file systems; "/" made a bind mount of the initramfs (so container
-//! runtimes can pivot_root); cgroups (v2 when offered); the kernel modules boot needs, from
-//! /etc/shoal/modules (the rest load on first use through `modprobe`, this binary, or from
-//! /etc/shoal/modules.preload once the daemon is ready); lo and the LAN interface (static `ip=`, or `ip=dhcp`: a lease within
-//! 20 s, else keep asking in the background; renewed at T1 by a thread); host name; the state
-//! partition (`shoal.data=`) or a tmpfs; then `shoal daemon` (this same binary), restarted
-//! with back-off whenever it dies. A helper process loads the baked-in images at first boot
-//! (`NAME.rootfs.tar` imported as NAME:latest, other `.tar` files through `shoal load`)
-//! and runs `shoal.autorun`. PID 1 reaps every orphan.
+//! Start-up: API file systems; "/" made a bind mount of the initramfs (so container runtimes
+//! can pivot_root); cgroups (v2 when offered); the host name (command line, config or
+//! /etc/hostname); then, on a thread, the board's drivers from /etc/shoal/modules and lo and
+//! the LAN interface (static `ip=`, or `ip=dhcp`: a lease within 20 s, else keep asking in the
+//! background; renewed at T1; its host name when none was chosen), while PID 1 mounts the
+//! state partition (`shoal.data=`) or a tmpfs and starts `shoal daemon` (this same binary),
+//! restarted with back-off whenever it dies. Other modules load on first use: the kernel runs
+//! /sbin/modprobe, which is this binary. A helper process waits for the daemon, loads
+//! /etc/shoal/modules.preload in the background, imports the baked-in images at first boot
+//! (`NAME.rootfs.tar` as NAME:latest, other `.tar` files through `shoal load`) and, once the
+//! LAN is up, runs `shoal.autorun`. PID 1 reaps every orphan.
 //!
 //! Shutdown on SIGTERM (reboot), SIGUSR2 or SIGUSR1 (power off), or `shoal init poweroff|reboot`:
 //! every container is stopped through the API (so each gets its stop signal and timeout),
-//! the daemon and then all remaining processes are signalled, file systems are synced and
-//! the state partition remounted read-only, then reboot(2).
+//! the daemon and then all remaining processes are signalled, a DHCP lease is released,
+//! file systems are synced and the state partition remounted read-only, then reboot(2).
 
 pub mod boot;
 pub mod check_config;
@@ -35,10 +37,10 @@ use crate::wire::dhcp as wire_dhcp;
 use cmdline::{AfterAutorun, BootParams, IpConfig};
 use config::FileConfig;
 
-/// Modules needed before anything else (the LAN and disk drivers).
+/// The board's drivers (LAN, disk, RNG), loaded at boot.
 const MODULE_LIST: &str = "/etc/shoal/modules";
 /// Modules the kernel would load on first use anyway (overlay, bridge, nf_tables, ...):
-/// loaded once the daemon is ready, so the first container does not wait for them.
+/// loaded once the daemon is ready, so the first container rarely waits for them.
 const PRELOAD_LIST: &str = "/etc/shoal/modules.preload";
 /// Created once the LAN is configured (or given up on).
 const LAN_DONE: &str = "/run/shoal-lan-done";
