@@ -28,6 +28,7 @@ pub mod net;
 pub mod notify;
 pub mod selftest;
 
+use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,6 +43,10 @@ const MODULE_LIST: &str = "/etc/shoal/modules";
 /// Modules the kernel would load on first use anyway (overlay, bridge, nf_tables, ...):
 /// loaded once the daemon is ready, so the first container rarely waits for them.
 const PRELOAD_LIST: &str = "/etc/shoal/modules.preload";
+/// Where the daemon sends READY=1 to PID 1.
+const NOTIFY_PATH: &str = "/run/shoal-init.notify";
+/// Set for the first-boot helper when PID 1 has reported the daemon ready.
+const SAW_READY_ENV: &str = "SHOAL_INIT_SAW_READY";
 /// Created once the LAN is configured (or given up on).
 const LAN_DONE: &str = "/run/shoal-lan-done";
 
@@ -178,9 +183,12 @@ fn self_exe() -> PathBuf {
     PathBuf::from("/proc/self/exe")
 }
 
-fn spawn_daemon(config: &FileConfig) -> Option<i32> {
+fn spawn_daemon(config: &FileConfig, notify: bool) -> Option<i32> {
     let mut cmd = Command::new(self_exe());
     cmd.arg0("shoal").arg("daemon").args(config.daemon_args());
+    if notify {
+        cmd.env("NOTIFY_SOCKET", NOTIFY_PATH);
+    }
     match cmd.spawn() {
         Ok(child) => Some(child.id() as i32),
         Err(e) => {
@@ -378,16 +386,59 @@ pub fn next_backoff(previous: Duration, ran_for: Duration) -> Duration {
     (previous * 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
 }
 
+/// Starts the first-boot helper; PID 1 only reaps it. `saw_ready`: PID 1 has already
+/// reported the daemon ready.
+fn spawn_firstboot(saw_ready: bool) {
+    let mut helper = Command::new(self_exe());
+    helper.arg0("shoal").args(["init", "firstboot"]);
+    if saw_ready {
+        helper.env(SAW_READY_ENV, "1");
+    }
+    if let Err(e) = helper.spawn() {
+        say!("starting the first-boot helper: {e}");
+    }
+}
+
+/// Reports each READY=1 the daemon sends (sd_notify, as under systemd's `Type=notify`) and
+/// starts the first-boot helper after the first: nothing polls the API while the daemon
+/// starts, and the time reported is the daemon's own.
+fn watch_ready(sock: UnixDatagram) {
+    let mut helper_started = false;
+    let mut buf = [0u8; 512];
+    loop {
+        let Ok(n) = sock.recv(&mut buf) else {
+            continue;
+        };
+        if !String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1") {
+            continue;
+        }
+        say!("daemon ready at {} s since kernel start", uptime());
+        if !helper_started {
+            spawn_firstboot(true);
+            helper_started = true;
+        }
+    }
+}
+
 fn supervise(signals: &libc::sigset_t, config: &FileConfig) -> i32 {
-    let mut daemon = spawn_daemon(config);
+    let _ = std::fs::remove_file(NOTIFY_PATH);
+    let notify = match UnixDatagram::bind(NOTIFY_PATH) {
+        Ok(sock) => Some(sock),
+        Err(e) => {
+            say!("{NOTIFY_PATH}: {e}; the first-boot helper polls the API instead");
+            None
+        }
+    };
+    let notifying = notify.is_some();
+    let mut daemon = spawn_daemon(config, notifying);
     let mut daemon_started = Instant::now();
     let mut backoff = Duration::from_millis(500);
     let mut restart_at: Option<Instant> = None;
-    // The first-boot helper waits for the daemon itself; PID 1 only reaps it.
-    let mut helper = Command::new(self_exe());
-    helper.arg0("shoal").args(["init", "firstboot"]);
-    if let Err(e) = helper.spawn() {
-        say!("starting the first-boot helper: {e}");
+    match notify {
+        Some(sock) => {
+            std::thread::spawn(move || watch_ready(sock));
+        }
+        None => spawn_firstboot(false),
     }
     loop {
         let sig = wait_signal(signals, Duration::from_millis(500));
@@ -413,7 +464,7 @@ fn supervise(signals: &libc::sigset_t, config: &FileConfig) -> i32 {
             }
         }
         if daemon.is_none() && restart_at.is_some_and(|t| Instant::now() >= t) {
-            daemon = spawn_daemon(config);
+            daemon = spawn_daemon(config, notifying);
             daemon_started = Instant::now();
             restart_at = None;
         }
@@ -442,10 +493,11 @@ fn firstboot() -> i32 {
             );
             return 1;
         }
-        // A refused connect costs microseconds; polling often keeps the reported time true.
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(20));
     }
-    say!("daemon ready at {} s since kernel start", uptime());
+    if std::env::var_os(SAW_READY_ENV).is_none() {
+        say!("daemon ready at {} s since kernel start", uptime());
+    }
     let preload = std::thread::spawn(|| load_module_list(PRELOAD_LIST, "preloaded"));
     let host = format!("unix://{}", config.socket.display());
     preload_images(&config, &host);
