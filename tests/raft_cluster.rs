@@ -412,7 +412,16 @@ fn a_joining_process_is_added_promoted_and_takes_over() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let answer = ask(c.nodes[3].client, &format!("remove {}", leader + 1)).unwrap();
+    // A new leader takes membership changes only once an entry of its term is committed
+    // (its first heartbeat round): until then it refuses, and the request is repeated.
+    let start = Instant::now();
+    let answer = loop {
+        let answer = ask(c.nodes[3].client, &format!("remove {}", leader + 1)).unwrap();
+        if !answer.contains("has not committed an entry yet") || start.elapsed() > Duration::from_secs(5) {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(answer.starts_with("ok"), "{answer}");
     assert!(ask(c.nodes[3].client, "put after remove")
         .unwrap()
