@@ -32,14 +32,41 @@ need_pkgs() {
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
     done
     [ -z "$missing" ] && return 0
+    refresh_apt_lists
     say "installing$missing"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >&2
+}
+
+# A fresh machine's apt lists may predate bookworm-security's rustc-web (1.96); installing
+# from them would bring bookworm's 1.85, too old for shoal. Refresh them once per run.
+apt_lists_fresh=no
+refresh_apt_lists() {
+    [ "$apt_lists_fresh" = yes ] && return 0
+    apt-get update -q >&2 || say "apt-get update failed; installing from the lists at hand"
+    apt_lists_fresh=yes
+}
+
+# Debian's rustc-web must be at least Cargo.toml's rust-version; an older one is upgraded.
+ensure_rustc_web_version() {
+    need=$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
+    have=$($DEB_RUSTC --version | cut -d' ' -f2)
+    dpkg --compare-versions "$have" ge "$need" && return 0
+    say "Debian's rustc-web is $have, shoal needs $need: upgrading it"
+    refresh_apt_lists
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends rustc-web >&2
+    have=$($DEB_RUSTC --version | cut -d' ' -f2)
+    if ! dpkg --compare-versions "$have" ge "$need"; then
+        echo "board/build.sh: Debian's rustc-web is $have after upgrading; shoal needs $need" \
+            "(bookworm-security has 1.96: is it in /etc/apt/sources.list?)" >&2
+        exit 1
+    fi
 }
 
 add_arch() {
     if ! dpkg --print-foreign-architectures | grep -qx "$1"; then
         dpkg --add-architecture "$1"
-        apt-get update -q >&2 || true
+        apt_lists_fresh=no
+        refresh_apt_lists
     fi
 }
 
@@ -51,8 +78,8 @@ rustc_web_version() {
 # the rlibs of that exact version unpacked under the target dir.
 foreign_std() { # $1 debian arch, $2 rust target; prints extra RUSTFLAGS
     arch=$1 target=$2
-    [ -d "/usr/lib/rustlib/$target/lib" ] && return 0
     ver=$(rustc_web_version)
+    [ "$(dpkg-query -W -f='${Version}' "libstd-rust-web-dev:$arch" 2>/dev/null)" = "$ver" ] && return 0
     if DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         "libstd-rust-web-dev:$arch=$ver" >&2 2>/dev/null; then
         return 0
@@ -72,7 +99,8 @@ foreign_std() { # $1 debian arch, $2 rust target; prints extra RUSTFLAGS
 setup_toolchains() {
     need_pkgs curl ca-certificates
     case "$TARGETS" in *aarch64*|*armv7*)
-        need_pkgs rustc-web qemu-user-static ;;
+        need_pkgs rustc-web qemu-user-static
+        ensure_rustc_web_version ;;
     esac
     case "$TARGETS" in *aarch64*)
         add_arch arm64
