@@ -1,5 +1,6 @@
 //! The init-system files in rootfs/: the systemd unit passes `systemd-analyze verify` (and a
-//! broken copy does not), the BusyBox start script starts and stops a real daemon, and the
+//! broken copy does not), the BusyBox start script starts and stops a real daemon, OpenRC's
+//! own tools start, restart (after a crash) and stop it through the OpenRC service, and the
 //! shipped config file is what `shoal daemon` defaults to.
 
 use std::path::{Path, PathBuf};
@@ -197,4 +198,125 @@ fn check_config_reports_a_missing_required_option_by_name() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     std::fs::remove_dir_all(&t).unwrap();
+}
+
+/// Debian's openrc, librc1 and libeinfo1, unpacked once into the build's target directory.
+fn openrc_files() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"));
+    let cache = target.join("openrc-cache");
+    let root = cache.join("root");
+    if root.join("sbin/openrc-run").exists() {
+        return root;
+    }
+    std::fs::create_dir_all(&cache).unwrap();
+    let out = Command::new("apt-get")
+        .args(["download", "openrc", "librc1", "libeinfo1"])
+        .current_dir(&cache)
+        .output()
+        .expect("apt-get");
+    assert!(
+        out.status.success(),
+        "apt-get download openrc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for deb in std::fs::read_dir(&cache).unwrap() {
+        let deb = deb.unwrap().path();
+        if deb.extension().is_some_and(|e| e == "deb") {
+            let status = Command::new("dpkg").arg("-x").arg(&deb).arg(&root).status().unwrap();
+            assert!(status.success(), "dpkg -x {}", deb.display());
+        }
+    }
+    root
+}
+
+/// Runs OpenRC's real openrc-run and supervise-daemon on the shipped service script, in a
+/// private mount, PID and network namespace whose root is the machine's own file system
+/// under an overlay that adds OpenRC and shoal: nothing leaks out, and /var/lib/shoal, /run
+/// and /var/log there are fresh tmpfs. `localmount` (which the script needs) is a service
+/// that does nothing: this machine's mounts are already there.
+const OPENRC_SANDBOX: &str = r#"
+set -eu
+t=$SANDBOX
+mount -t tmpfs tmpfs "$t"
+mkdir -p "$t/up/usr" "$t/up/etc/init.d" "$t/up/etc/conf.d" "$t/up/usr/local/etc/init.d" "$t/work" "$t/root"
+# The packages use /sbin, /bin and /lib; this machine has them merged into /usr.
+for d in bin sbin lib; do
+    if [ -d "$OPENRC/$d" ]; then mkdir -p "$t/up/usr/$d"; cp -a "$OPENRC/$d/." "$t/up/usr/$d/"; fi
+done
+cp -a "$OPENRC/usr/." "$t/up/usr/"
+cp -a "$OPENRC/etc/." "$t/up/etc/"
+touch "$t/up/etc/insserv.conf"
+cp "$SHOAL" "$t/up/usr/bin/shoal"
+cp "$SCRIPT" "$t/up/etc/init.d/shoal"
+printf '#!/sbin/openrc-run\nstart() { einfo "localmount: nothing to mount"; }\n' >"$t/up/etc/init.d/localmount"
+chmod +x "$t/up/etc/init.d/localmount"
+echo 'SHOAL_OPTS="--cgroup-parent shoal-openrc-test"' >"$t/up/etc/conf.d/shoal"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$t/up,workdir=$t/work" "$t/root"
+r=$t/root
+mount -t proc proc "$r/proc"
+mount -t sysfs sysfs "$r/sys"
+mount --rbind /dev "$r/dev"
+for d in run tmp var/lib/shoal var/log; do mkdir -p "$r/$d"; mount -t tmpfs tmpfs "$r/$d"; done
+exec chroot "$r" sh -c '
+    # What `openrc sysinit` prepares at boot.
+    mkdir -p /run/openrc && cd /run/openrc
+    mkdir -p daemons exclusive failed hotplugged inactive options scheduled started starting stopping tmp wasinactive
+    touch softlevel
+    daemon_pid() { pidof -s /usr/bin/shoal || true; }
+    /etc/init.d/shoal start; echo "start-rc=$?"
+    shoal version | grep -q "^Server: shoal" && echo "api-answers-after-start"
+    /etc/init.d/shoal status; echo "status-rc=$?"
+    first=$(daemon_pid); echo "daemon-pid=$first"
+    kill -KILL "$first"
+    i=0
+    while [ $i -lt 100 ]; do
+        now=$(daemon_pid)
+        if [ -n "$now" ] && [ "$now" != "$first" ] && shoal version >/dev/null 2>&1; then
+            echo "respawned-pid=$now"; break
+        fi
+        i=$((i + 1)); sleep 0.1
+    done
+    /etc/init.d/shoal stop; echo "stop-rc=$?"
+    echo "left=$(daemon_pid)"
+    /etc/init.d/shoal status; echo "stopped-status-rc=$?"
+    echo "---- /var/log/shoal.log"; cat /var/log/shoal.log
+'
+"#;
+
+#[test]
+fn openrc_service_starts_restarts_after_a_crash_and_stops_the_daemon() {
+    let openrc = openrc_files();
+    let sandbox = tempdir("openrc");
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--net", "--pid", "--fork", "sh", "-c"])
+        .arg(OPENRC_SANDBOX)
+        .env("SANDBOX", &sandbox)
+        .env("OPENRC", &openrc)
+        .env("SHOAL", shoal_bin())
+        .env("SCRIPT", repo().join("rootfs/etc/openrc/init.d/shoal"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&sandbox);
+    for needle in [
+        "localmount: nothing to mount",
+        "start-rc=0",
+        "api-answers-after-start",
+        "status-rc=0",
+        "respawned-pid=",
+        "stop-rc=0",
+        "left=\n",
+        "stopped-status-rc=3",
+        "signal 15: shutting down",
+    ] {
+        assert!(text.contains(needle), "no {needle:?} in\n{text}");
+    }
+    // Twice ready: the first start and the one after the crash.
+    assert_eq!(text.matches(" ready in ").count(), 2, "{text}");
 }
