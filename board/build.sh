@@ -4,6 +4,9 @@
 #
 #   board/build.sh                 all three targets
 #   TARGETS="aarch64-unknown-linux-gnu" board/build.sh
+#   UNIT_TESTS="armv7-unknown-linux-gnueabihf" board/build.sh
+#                                  also runs the library's unit tests of these targets
+#                                  under qemu-user (32-bit armv7 is the one unlike x86_64)
 #
 # Output: board/out/<target>/shoal (and a size line per target). The release profile in
 # Cargo.toml is already opt-level "s", LTO, one codegen unit, panic=abort, strip.
@@ -112,8 +115,11 @@ setup_toolchains() {
     esac
 }
 
-build_one() { # $1 rust target
+# Runs cargo for target $1 with the toolchain, linker and flags of that target; the foreign
+# ones' binaries (tests) run under qemu-user.
+cargo_for() { # $1 rust target, then cargo's arguments
     target=$1
+    shift
     static="-C target-feature=+crt-static"
     case "$target" in
     x86_64-unknown-linux-gnu)
@@ -123,25 +129,31 @@ build_one() { # $1 rust target
         # RELR packs the static-pie's relative relocations (glibc >= 2.36 applies them at
         # start): 200 KB of .rela.dyn become 2 KB.
         x86_link="-C link-arg=-Wl,--icf=all -C link-arg=-Wl,-z,pack-relative-relocs"
-        env RUSTFLAGS="$static $x86_link" cargo build --locked --release --target "$target" >&2
+        env RUSTFLAGS="$static $x86_link" cargo "$@" --target "$target" >&2
         ;;
     aarch64-unknown-linux-gnu)
         extra=$(foreign_std arm64 "$target")
         env RUSTC="$DEB_RUSTC" CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
-            RUSTFLAGS="$static $extra" cargo build --locked --release --target "$target" >&2
+            CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER=qemu-aarch64-static \
+            RUSTFLAGS="$static $extra" cargo "$@" --target "$target" >&2
         ;;
     armv7-unknown-linux-gnueabihf)
         extra=$(foreign_std armhf "$target")
         env RUSTC="$DEB_RUSTC" CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc \
-            RUSTFLAGS="$static $extra" cargo build --locked --release --target "$target" >&2
+            CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER=qemu-arm-static \
+            RUSTFLAGS="$static $extra" cargo "$@" --target "$target" >&2
         ;;
     *)
         echo "unknown target $target" >&2
         return 1
         ;;
     esac
-    mkdir -p "$OUT/$target"
-    cp "$CARGO_TARGET_DIR/$target/release/shoal" "$OUT/$target/shoal"
+}
+
+build_one() { # $1 rust target
+    cargo_for "$1" build --locked --release
+    mkdir -p "$OUT/$1"
+    cp "$CARGO_TARGET_DIR/$1/release/shoal" "$OUT/$1/shoal"
 }
 
 qemu_for() {
@@ -177,5 +189,10 @@ done
 for t in $TARGETS; do
     say "checking $t"
     check_one "$t" || status=1
+done
+for t in ${UNIT_TESTS:-}; do
+    say "unit tests of $t"
+    # Time budgets in the tests are for native runs, not for emulation.
+    SHOAL_TEST_EMULATED=$(qemu_for "$t") cargo_for "$t" test --locked --lib || status=1
 done
 exit $status
