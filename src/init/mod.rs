@@ -321,15 +321,17 @@ fn bring_up_network(params: &BootParams, hostname: Option<String>) -> Option<wir
                 .and_then(|lease| dhcp::apply(&settings, &lease, Path::new(RESOLV_CONF)).map(|()| lease));
             match got {
                 Ok(lease) => {
+                    let dns: Vec<String> = lease.dns_servers.iter().map(|a| a.to_string()).collect();
                     say!(
-                        "{dev}: DHCP {}/{} gateway {:?} dns {:?} lease {} s from {} in {} ms",
+                        "{dev}: DHCP {}/{} gateway {} dns {} lease {} s from {} in {} ms (at {} s)",
                         lease.address,
                         lease.prefix_len,
-                        lease.router,
-                        lease.dns_servers,
+                        shown_or_none(&lease.router),
+                        if dns.is_empty() { "none".to_string() } else { dns.join(",") },
                         lease.lease_secs.map_or("infinite".into(), |s| s.to_string()),
                         lease.server,
-                        started.elapsed().as_millis()
+                        started.elapsed().as_millis(),
+                        uptime()
                     );
                     dhcp::hold(&settings, &lease);
                     let (l, resolv) = (lease.clone(), PathBuf::from(RESOLV_CONF));
@@ -369,13 +371,23 @@ fn bring_up_network(params: &BootParams, hostname: Option<String>) -> Option<wir
                     ip.address
                 ),
                 Some(dev) => match net::configure_static(&dev, ip) {
-                    Ok(()) => say!("{dev}: {}/{} gateway {:?}", ip.address, ip.prefix_len, ip.gateway),
+                    Ok(()) => say!(
+                        "{dev}: {}/{} gateway {} (at {} s)",
+                        ip.address,
+                        ip.prefix_len,
+                        shown_or_none(&ip.gateway),
+                        uptime()
+                    ),
                     Err(e) => say!("{dev}: {e}"),
                 },
             }
             None
         }
     }
+}
+
+fn shown_or_none<T: std::fmt::Display>(value: &Option<T>) -> String {
+    value.as_ref().map_or("none".to_string(), |v| v.to_string())
 }
 
 /// Restart back-off of the daemon: doubles from 1 s to 30 s; reset once it ran for 60 s.
