@@ -9,7 +9,7 @@
 #                                  under qemu-user (32-bit armv7 is the one unlike x86_64)
 #
 # Output: board/out/<target>/shoal (and a size line per target). The release profile in
-# Cargo.toml is already opt-level "s", LTO, one codegen unit, panic=abort, strip.
+# Cargo.toml is already opt-level "z", LTO, one codegen unit, panic=abort, strip.
 #
 # Toolchains: x86_64 uses the rustup toolchain; aarch64/armv7 use Debian's rustc-web (1.96)
 # with its std for the foreign architecture and the gcc cross linkers. Missing packages are
