@@ -124,6 +124,19 @@ impl Lab {
     fn server_log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+
+    /// The server's log once `done` holds for it (dnsmasq writes its log after the reply it
+    /// describes, so a line may lag the client's view), or after 5 s.
+    fn server_log_when(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.server_log();
+            if done(&log) || Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 fn settings(device: &str) -> Settings {
@@ -215,8 +228,9 @@ fn dnsmasq_leases_an_address_route_and_dns_and_renews_it() {
         assert_eq!(renewed.address, lease.address);
         assert_eq!(renewed.lease_secs, Some(600));
     }
-    let log = lab.server_log();
-    let acks = log.matches("DHCPACK(dh0) 10.66.0.57").count();
+    let acks_in = |log: &str| log.matches("DHCPACK(dh0) 10.66.0.57").count();
+    let log = lab.server_log_when(|l| acks_in(l) >= 3);
+    let acks = acks_in(&log);
     assert_eq!(acks, 3, "expected one ACK for the lease and two renewals\n{log}");
     assert!(log.contains("DHCPNAK(dh0) 10.99.0.7"), "{log}");
 }
@@ -294,7 +308,7 @@ fn the_renewal_loop_renews_at_t1() {
         took >= t1 * 2 && took < t1 * 2 + Duration::from_secs(3),
         "took {took:?}"
     );
-    let log = lab.server_log();
+    let log = lab.server_log_when(|l| l.matches("DHCPACK(dh0) 10.66.0.57").count() >= 3);
     assert!(log.matches("DHCPACK(dh0) 10.66.0.57").count() >= 3, "{log}");
 }
 
@@ -348,7 +362,7 @@ fn a_changed_lease_replaces_the_address_and_release_frees_it() {
     while leases().contains("10.66.0.57") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let log = lab.server_log();
+    let log = lab.server_log_when(|l| l.contains("DHCPRELEASE(dh0) 10.66.0.57"));
     assert!(log.contains("DHCPRELEASE(dh0) 10.66.0.57"), "{log}");
     assert!(
         !leases().contains("10.66.0.57"),
