@@ -224,7 +224,12 @@ fn openrc_files() -> PathBuf {
     for deb in std::fs::read_dir(&cache).unwrap() {
         let deb = deb.unwrap().path();
         if deb.extension().is_some_and(|e| e == "deb") {
-            let status = Command::new("dpkg").arg("-x").arg(&deb).arg(&root).status().unwrap();
+            let status = Command::new("dpkg")
+                .arg("-x")
+                .arg(&deb)
+                .arg(&root)
+                .status()
+                .unwrap();
             assert!(status.success(), "dpkg -x {}", deb.display());
         }
     }
@@ -290,7 +295,16 @@ fn openrc_service_starts_restarts_after_a_crash_and_stops_the_daemon() {
     let openrc = openrc_files();
     let sandbox = tempdir("openrc");
     let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--net", "--pid", "--fork", "sh", "-c"])
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--net",
+            "--pid",
+            "--fork",
+            "sh",
+            "-c",
+        ])
         .arg(OPENRC_SANDBOX)
         .env("SANDBOX", &sandbox)
         .env("OPENRC", &openrc)

@@ -595,7 +595,10 @@ mod tests {
             .unwrap();
         // (Not when emulated, as the foreign targets' unit tests are in CI.)
         let emulated = std::env::var("SHOAL_TEST_EMULATED").is_ok_and(|v| !v.is_empty());
-        assert!(emulated || took.as_millis() <= 5, "rendering 4 pages took {took:?}");
+        assert!(
+            emulated || took.as_millis() <= 5,
+            "rendering 4 pages took {took:?}"
+        );
         let pages = render();
         for p in &pages {
             assert!(p.len() <= 50 * 1024, "page weighs {} bytes", p.len());

@@ -327,7 +327,11 @@ fn bring_up_network(params: &BootParams, hostname: Option<String>) -> Option<wir
                         lease.address,
                         lease.prefix_len,
                         shown_or_none(&lease.router),
-                        if dns.is_empty() { "none".to_string() } else { dns.join(",") },
+                        if dns.is_empty() {
+                            "none".to_string()
+                        } else {
+                            dns.join(",")
+                        },
                         lease.lease_secs.map_or("infinite".into(), |s| s.to_string()),
                         lease.server,
                         started.elapsed().as_millis(),
