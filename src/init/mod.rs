@@ -422,8 +422,14 @@ fn watch_ready(sock: UnixDatagram) {
     let mut helper_started = false;
     let mut buf = [0u8; 512];
     loop {
-        let Ok(n) = sock.recv(&mut buf) else {
-            continue;
+        let n = match sock.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // Not retried: a broken socket would spin this loop. The daemon keeps running.
+            Err(e) => {
+                say!("{NOTIFY_PATH}: {e}; no further readiness reports");
+                return;
+            }
         };
         if !String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1") {
             continue;
