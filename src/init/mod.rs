@@ -425,9 +425,12 @@ fn watch_ready(sock: UnixDatagram) {
         let n = match sock.recv(&mut buf) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            // Not retried: a broken socket would spin this loop. The daemon keeps running.
+            // Not retried (it would spin); the helper then polls the API itself.
             Err(e) => {
                 say!("{NOTIFY_PATH}: {e}; no further readiness reports");
+                if !helper_started {
+                    spawn_firstboot(false);
+                }
                 return;
             }
         };
