@@ -334,3 +334,15 @@ fn openrc_service_starts_restarts_after_a_crash_and_stops_the_daemon() {
     // Twice ready: the first start and the one after the crash.
     assert_eq!(text.matches(" ready in ").count(), 2, "{text}");
 }
+
+/// `shoal system poweroff` signals PID 1 only when PID 1 is shoal's own init: here it is the
+/// machine's init (or unreadable), which must not get the signal.
+#[test]
+fn system_poweroff_refuses_when_pid_1_is_another_init() {
+    for verb in ["poweroff", "reboot"] {
+        let out = Command::new(shoal_bin()).args(["system", verb]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "system {verb}: {err}");
+        assert!(err.contains("PID 1"), "system {verb}: {err}");
+    }
+}

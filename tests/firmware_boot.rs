@@ -195,8 +195,11 @@ fn x86_64_state_partition_survives_a_power_cycle() {
         "file system not clean after power-off: {}",
         String::from_utf8_lossy(&fsck.stdout)
     );
+    // The second boot is powered off by the user's command, `shoal system poweroff`.
+    let words = "shoal.data=/dev/vda shoal.autorun=images shoal.autorun=\"system poweroff\"";
     let (second, off2) = boot_with("qemu/x86_64", 256, words, Duration::from_secs(180), &env);
     assert!(off2, "second boot did not power off\n{second}");
+    assert!(second.contains("autorun: shoal system poweroff"), "{second}");
     assert!(
         !second.contains("loaded busybox.rootfs.tar"),
         "imported twice\n{second}"

@@ -98,6 +98,10 @@ pub fn main(args: &[String]) -> i32 {
 
 /// Asks PID 1 to shut down, with the signals BusyBox init also understands.
 pub fn request(kind: Shutdown) -> i32 {
+    if let Err(e) = pid1_is_shoal() {
+        eprintln!("shoal: {e}");
+        return 1;
+    }
     let sig = match kind {
         Shutdown::PowerOff => libc::SIGUSR2,
         Shutdown::Reboot => libc::SIGTERM,
@@ -111,6 +115,23 @@ pub fn request(kind: Shutdown) -> i32 {
         return 1;
     }
     0
+}
+
+/// Only shoal's own init may be signalled: other inits read these signals otherwise
+/// (systemd re-executes itself on SIGTERM and dumps its state on SIGUSR2).
+fn pid1_is_shoal() -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let file = |path: &str| std::fs::metadata(path).map(|m| (m.dev(), m.ino()));
+    let init = file("/proc/1/exe").map_err(|e| format!("cannot tell what PID 1 is: {e}"))?;
+    if file("/proc/self/exe").is_ok_and(|me| me == init) {
+        return Ok(());
+    }
+    let name = std::fs::read_link("/proc/1/exe")
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "another program".into());
+    Err(format!(
+        "PID 1 is {name}, not shoal init: power off or reboot through that init system"
+    ))
 }
 
 fn uptime() -> String {
